@@ -1,0 +1,137 @@
+//! `assent-local`: webhooks, steps and timers in one process over the embedded store.
+
+use clap::Parser;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use assent::channels::Channels;
+use assent::channels::whatsapp::{WhatsApp, WhatsAppConfig};
+use assent::clock::SystemClock;
+use assent::local::LocalApp;
+use assent::runtime::RuntimeConfig;
+use assent::workflow::{Workflow, template};
+
+#[derive(Parser)]
+#[command(
+    name = "assent-local",
+    version,
+    about = "Assent on one machine: consent-first conversations over an embedded store"
+)]
+struct Args {
+    /// Address to serve webhooks on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Where the store file lives.
+    #[arg(long, default_value = ".assent")]
+    data_dir: PathBuf,
+    /// Built-in template to run.
+    #[arg(long, default_value = template::REQUEST_CONSENT_PRIVACY)]
+    template: String,
+    /// A workflow definition file (JSON) to run instead of a template.
+    #[arg(long, conflicts_with_all = ["set", "template"])]
+    workflow: Option<PathBuf>,
+    /// Template parameter, e.g. --set policy_url=https://example.com/privacy (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value)]
+    set: Vec<(String, String)>,
+    /// Serve channels whose secrets are missing, without checking signatures. Never in production.
+    #[arg(long)]
+    insecure_dev: bool,
+}
+
+fn key_value(arg: &str) -> Result<(String, String), String> {
+    arg.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| "expected KEY=VALUE".to_string())
+}
+
+fn load_workflow(args: &Args) -> Result<Workflow, String> {
+    match &args.workflow {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Workflow::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        None => {
+            let params: BTreeMap<String, String> = args.set.iter().cloned().collect();
+            template::build(&args.template, &params)
+                .map_err(|e| format!("template `{}`: {e}", args.template))
+        }
+    }
+}
+
+fn channels(insecure_dev: bool) -> Result<Channels, String> {
+    let mut channels = Channels::default();
+    match WhatsAppConfig::from_env(|name| std::env::var(name).ok(), insecure_dev) {
+        Ok((config, notices)) => {
+            notices.iter().for_each(|n| tracing::warn!("{n}"));
+            channels = channels.with(Arc::new(WhatsApp::new(config).map_err(|e| e.to_string())?));
+        }
+        Err(why) => tracing::warn!("{why}"),
+    }
+    Ok(channels)
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping: finishing requests in flight and draining the queue");
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let workflow = load_workflow(&args)?;
+    let channels = channels(args.insecure_dev)?;
+    let served: Vec<&str> = channels.names().collect();
+    if served.is_empty() {
+        tracing::warn!("no channel is served: see the configuration table in the README");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("listen on {}: {e}", args.listen))?;
+    let clock = Arc::new(SystemClock);
+    let (app, published) = LocalApp::open(
+        &args.data_dir,
+        channels.clone(),
+        clock,
+        RuntimeConfig::default(),
+        &workflow,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!(
+        listen = %args.listen, data_dir = %args.data_dir.display(), workflow = %published.id,
+        version = published.version, channels = ?served, pending_timers = app.pending_timers(),
+        "assent-local ready"
+    );
+    app.serve(listener, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ASSENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_target(true)
+        .init();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("assent-local: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! What can happen to a contact: they write, a timer fires, or a send fails for good.
+
+use serde::{Deserialize, Serialize};
+
+use super::effect::TimerRef;
+use crate::clock::Timestamp;
+use crate::contact::Address;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    Inbound(Inbound),
+    Timeout(TimerRef),
+    /// A message of `run` was refused by the channel for good (bad recipient, window
+    /// closed). Not a retryable failure: those are retried before this is reported.
+    DeliveryFailed {
+        run: u64,
+        reason: String,
+    },
+}
+
+/// A message from a contact, normalized from any channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Inbound {
+    pub from: Address,
+    /// The provider's message id: the key that makes a retried delivery a duplicate.
+    pub message_id: String,
+    pub name: Option<String>,
+    pub content: Content,
+    /// When the provider says the contact sent it.
+    pub sent_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Content {
+    Text {
+        text: String,
+    },
+    /// A tapped button, quick reply or list row: its payload id and the label shown.
+    Choice {
+        id: String,
+        label: String,
+    },
+    /// Anything else (image, sticker, location...): never a valid answer.
+    Other {
+        kind: String,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Inbound(_) => "inbound",
+            Event::Timeout(_) => "timeout",
+            Event::DeliveryFailed { .. } => "delivery_failed",
+        }
+    }
+}

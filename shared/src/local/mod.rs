@@ -1,0 +1,166 @@
+//! The one-process host: the same runtime behind one HTTP server, over the embedded
+//! store. The doorbell is an in-process queue per contact; timers are persisted in the
+//! store and fired by a loop here.
+
+mod doorbell;
+mod http;
+
+pub use doorbell::LocalDoorbell;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::channels::Channels;
+use crate::contact::ContactId;
+use crate::ports::{Clock, Doorbell, StateStore, StoreError, TimerError};
+use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, WebhookRequest, WebhookResponse};
+use crate::store::EmbeddedStore;
+use crate::timers::LocalTimers;
+use crate::workflow::{PublishedWorkflow, Workflow};
+
+/// The store file inside the data directory.
+pub const STORE_FILE: &str = "assent.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Timers(#[from] TimerError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("listen: {0}")]
+    Listen(std::io::Error),
+}
+
+#[derive(Clone)]
+pub struct LocalApp {
+    runtime: Arc<Runtime>,
+    timers: Arc<LocalTimers>,
+    doorbell: Arc<LocalDoorbell>,
+    store: EmbeddedStore,
+    clock: Arc<dyn Clock>,
+}
+
+impl LocalApp {
+    /// Opens the data directory, publishes `workflow` (a no-op if unchanged) and queues
+    /// whatever work a previous process left behind.
+    pub async fn open(
+        data_dir: &Path,
+        channels: Channels,
+        clock: Arc<dyn Clock>,
+        config: RuntimeConfig,
+        workflow: &Workflow,
+    ) -> Result<(LocalApp, PublishedWorkflow), LocalError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| LocalError::DataDir(data_dir.display().to_string(), e))?;
+        let store = EmbeddedStore::open(&data_dir.join(STORE_FILE), clock.now())?;
+        let timers = Arc::new(LocalTimers::restore(store.clone()).await?);
+        let runtime = Arc::new(Runtime::new(
+            Arc::new(store.clone()),
+            timers.clone(),
+            channels,
+            clock.clone(),
+            config,
+        ));
+        let published = runtime.publish_and_activate(workflow).await?;
+        let doorbell = LocalDoorbell::new(runtime.clone());
+        let app = LocalApp {
+            runtime,
+            timers,
+            doorbell,
+            store,
+            clock,
+        };
+        for contact in app.store.contacts_with_pending_work().await? {
+            app.doorbell.ring(&contact);
+        }
+        Ok((app, published))
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Accepts a webhook and rings the doorbell for every contact it touched.
+    pub async fn accept_webhook(&self, channel: &str, request: WebhookRequest) -> WebhookResponse {
+        let response = self.runtime.accept_webhook(channel, request).await;
+        for contact in &response.contacts {
+            self.doorbell.ring(contact);
+        }
+        response
+    }
+
+    /// Fires every timer that is due by the clock. Returns how many fired.
+    pub async fn fire_due_timers(&self) -> usize {
+        let due = self.timers.due(self.clock.now());
+        let mut fired = 0;
+        for (contact, timer) in due {
+            if let Err(e) = self.fire(&contact, timer).await {
+                tracing::warn!(contact = %contact.log_ref(), error = %e, "timer not fired yet, will retry");
+                continue;
+            }
+            fired += 1;
+        }
+        fired
+    }
+
+    async fn fire(
+        &self,
+        contact: &ContactId,
+        timer: crate::engine::TimerRef,
+    ) -> Result<(), LocalError> {
+        self.runtime.fire_timeout(contact, timer).await?;
+        self.timers.fired(contact, timer).await?;
+        self.doorbell.ring(contact);
+        Ok(())
+    }
+
+    /// Waits until every queued contact has been processed.
+    pub async fn drain(&self) {
+        self.doorbell.drained().await
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then stops taking requests,
+    /// finishes the ones in flight and drains the queue. Accepted messages are durable
+    /// before they are acknowledged, so even a hard kill loses none of them.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), LocalError> {
+        let timer_loop = tokio::spawn(self.clone().run_timers());
+        let router = http::router(self.clone());
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        timer_loop.abort();
+        self.drain().await;
+        served.map_err(LocalError::Listen)
+    }
+
+    /// Fires timers as they come due, on the wall clock.
+    async fn run_timers(self) {
+        loop {
+            self.fire_due_timers().await;
+            let now = self.clock.now();
+            let pause = match self.timers.next_deadline() {
+                Some(deadline) if deadline > now => now.until(deadline),
+                // Overdue but not fired (the store was busy): try again shortly.
+                Some(_) => Duration::from_millis(200),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.timers.changed() => {}
+            }
+        }
+    }
+}

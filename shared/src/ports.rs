@@ -1,0 +1,152 @@
+//! The traits the runtime needs from the outside world. Adapters implement them; the
+//! engine uses none of them. Each error says whether trying again can help.
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::contact::{Address, ContactId};
+use crate::engine::{ContactState, Event, OutboundMessage, TimerRef};
+use crate::workflow::{PublishedWorkflow, Workflow};
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// One event waiting in a contact's inbox.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InboxItem {
+    /// Deduplication key: a provider retry of the same message has the same key.
+    pub key: String,
+    pub received_at: Timestamp,
+    pub event: Event,
+}
+
+/// A contact's committed state, its version, and its unprocessed inbox in arrival order.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub state: Option<ContactState>,
+    /// 0 when nothing was ever committed for the contact.
+    pub version: u64,
+    /// Each with the store's id for it, to name it in [`StateStore::commit`].
+    pub inbox: Vec<(InboxId, InboxItem)>,
+}
+
+/// The store's own id of an inbox item (orders items; opaque to everyone else).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InboxId(pub String);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    New,
+    /// The key was seen before: nothing was stored.
+    Duplicate,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else committed this contact first: reload and apply again.
+    #[error("version conflict")]
+    Conflict,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, StoreError::Corrupt(_))
+    }
+}
+
+/// Appends to a contact's inbox, once per key (a conditional put).
+#[async_trait]
+pub trait InboxStore: Send + Sync {
+    async fn append(&self, contact: &ContactId, item: InboxItem) -> Result<Appended, StoreError>;
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn load(&self, contact: &ContactId) -> Result<Loaded, StoreError>;
+
+    /// Writes `state` if the stored version is still `expected_version`, and in the same
+    /// atomic step removes the `consumed` inbox items. Returns the new version.
+    async fn commit(
+        &self,
+        contact: &ContactId,
+        state: &ContactState,
+        expected_version: u64,
+        consumed: &[InboxId],
+    ) -> Result<u64, StoreError>;
+
+    /// Contacts with inbox items or outbox effects left over (after a crash or restart).
+    async fn contacts_with_pending_work(&self) -> Result<Vec<ContactId>, StoreError>;
+}
+
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// Publishes a new immutable version, unless the latest version has the same content
+    /// (then returns that one).
+    async fn publish(
+        &self,
+        workflow: &Workflow,
+        now: Timestamp,
+    ) -> Result<PublishedWorkflow, StoreError>;
+
+    async fn published(&self) -> Result<Vec<PublishedWorkflow>, StoreError>;
+}
+
+/// Everything the runtime needs from storage.
+pub trait Store: InboxStore + StateStore + WorkflowStore {}
+impl<T: InboxStore + StateStore + WorkflowStore> Store for T {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TimerError {
+    #[error("timer service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One-shot timers. Firing appends a timeout event to the contact's inbox.
+#[async_trait]
+pub trait Timers: Send + Sync {
+    /// Idempotent: arming the same timer again is success.
+    async fn arm(
+        &self,
+        contact: &ContactId,
+        timer: TimerRef,
+        deadline: Timestamp,
+    ) -> Result<(), TimerError>;
+    /// Best-effort tidy-up: a timer that fires anyway is stale and ignored.
+    async fn cancel(&self, contact: &ContactId, timer: TimerRef) -> Result<(), TimerError>;
+}
+
+/// What the channel gave back for an accepted message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub provider_message_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Rate limits, 5xx, timeouts, bad credentials: the message waits and is tried again.
+    #[error("send failed, will retry: {reason}")]
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The channel refuses this message for good (invalid recipient, window closed).
+    #[error("send refused: {reason}")]
+    Permanent { reason: String },
+}
+
+#[async_trait]
+pub trait ChannelSender: Send + Sync {
+    async fn send(&self, to: &Address, message: &OutboundMessage) -> Result<Sent, SendError>;
+}
+
+/// Wakes whatever runs a contact's steps. On AWS the table's stream is the doorbell, so
+/// ringing does nothing; locally it queues the contact for a worker.
+pub trait Doorbell: Send + Sync {
+    fn ring(&self, contact: &ContactId);
+}

@@ -1,0 +1,369 @@
+//! The embedded store: one redb file holding contacts, inboxes, timers and workflows.
+//! Every operation is one ACID write transaction, durable when it returns.
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::clock::Timestamp;
+use crate::contact::ContactId;
+use crate::engine::{ContactState, TimerRef};
+use crate::ports::{
+    Appended, InboxId, InboxItem, InboxStore, Loaded, StateStore, StoreError, WorkflowStore,
+};
+use crate::workflow::{PublishedWorkflow, Workflow};
+
+/// contact id -> `{"version": n, "state": ContactState}`
+const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
+/// (contact id, arrival seq) -> InboxItem
+const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
+/// (contact id, dedup key) -> received_at ms. Outlives the inbox item, so that a provider
+/// retry days later is still recognised; pruned after [`DEDUP_RETENTION_MS`].
+const INBOX_KEYS: TableDefinition<(&str, &str), i64> = TableDefinition::new("inbox_keys");
+/// contact id -> 1, while the contact has inbox items or outbox effects left.
+const PENDING: TableDefinition<&str, u8> = TableDefinition::new("pending");
+/// (contact id, run, wait seq) -> deadline ms
+const TIMERS: TableDefinition<(&str, u64, u64), i64> = TableDefinition::new("timers");
+/// (workflow id, version) -> PublishedWorkflow
+const WORKFLOWS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("workflows");
+/// counters: "inbox_seq"
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Meta retries an undelivered webhook for up to 7 days.
+pub const DEDUP_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredState {
+    version: u64,
+    state: ContactState,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(corrupt)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(corrupt)
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file and prunes expired dedup keys.
+    pub fn open(path: &Path, now: Timestamp) -> Result<EmbeddedStore, StoreError> {
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::Unavailable(format!("{} is in use by another process", path.display()))
+            }
+            other => unavailable(other),
+        })?;
+        let store = EmbeddedStore { db: Arc::new(db) };
+        store.write(|txn| {
+            // Create every table up front so that readers never meet a missing one.
+            txn.open_table(CONTACTS)?;
+            txn.open_table(INBOX)?;
+            txn.open_table(PENDING)?;
+            txn.open_table(TIMERS)?;
+            txn.open_table(WORKFLOWS)?;
+            txn.open_table(META)?;
+            let mut keys = txn.open_table(INBOX_KEYS)?;
+            let cutoff = now.millis() - DEDUP_RETENTION_MS;
+            keys.retain(|_, received_at| received_at >= cutoff)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        let out = f(&txn)?;
+        txn.commit().map_err(unavailable)?;
+        Ok(out)
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        f(&txn)
+    }
+
+    /// Runs blocking redb work off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EmbeddedStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(unavailable)?
+    }
+
+    pub async fn put_timer(
+        &self,
+        contact: &ContactId,
+        timer: TimerRef,
+        deadline: Timestamp,
+    ) -> Result<(), StoreError> {
+        let contact = contact.clone();
+        self.blocking(move |s| {
+            s.write(|txn| {
+                let mut timers = txn.open_table(TIMERS)?;
+                timers.insert(
+                    (contact.as_str(), timer.run, timer.wait_seq),
+                    deadline.millis(),
+                )?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub async fn delete_timer(
+        &self,
+        contact: &ContactId,
+        timer: TimerRef,
+    ) -> Result<(), StoreError> {
+        let contact = contact.clone();
+        self.blocking(move |s| {
+            s.write(|txn| {
+                let mut timers = txn.open_table(TIMERS)?;
+                timers.remove((contact.as_str(), timer.run, timer.wait_seq))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Every persisted timer, to re-arm at start.
+    pub async fn timers(&self) -> Result<Vec<(ContactId, TimerRef, Timestamp)>, StoreError> {
+        self.blocking(|s| {
+            s.read(|txn| {
+                let timers = txn.open_table(TIMERS)?;
+                let mut out = Vec::new();
+                for entry in timers.iter()? {
+                    let (key, deadline) = entry?;
+                    let (contact, run, wait_seq) = key.value();
+                    out.push((
+                        ContactId::from_stored(contact),
+                        TimerRef { run, wait_seq },
+                        Timestamp(deadline.value()),
+                    ));
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        unavailable(e)
+    }
+}
+impl From<redb::TableError> for StoreError {
+    fn from(e: redb::TableError) -> Self {
+        unavailable(e)
+    }
+}
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        unavailable(e)
+    }
+}
+
+#[async_trait]
+impl InboxStore for EmbeddedStore {
+    async fn append(&self, contact: &ContactId, item: InboxItem) -> Result<Appended, StoreError> {
+        let contact = contact.clone();
+        self.blocking(move |s| {
+            s.write(|txn| {
+                let mut keys = txn.open_table(INBOX_KEYS)?;
+                if keys.get((contact.as_str(), item.key.as_str()))?.is_some() {
+                    return Ok(Appended::Duplicate);
+                }
+                keys.insert(
+                    (contact.as_str(), item.key.as_str()),
+                    item.received_at.millis(),
+                )?;
+                let mut meta = txn.open_table(META)?;
+                let seq = meta.get("inbox_seq")?.map(|v| v.value()).unwrap_or(0) + 1;
+                meta.insert("inbox_seq", seq)?;
+                txn.open_table(INBOX)?
+                    .insert((contact.as_str(), seq), encode(&item)?.as_slice())?;
+                txn.open_table(PENDING)?.insert(contact.as_str(), 1)?;
+                Ok(Appended::New)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl StateStore for EmbeddedStore {
+    async fn load(&self, contact: &ContactId) -> Result<Loaded, StoreError> {
+        let contact = contact.clone();
+        self.blocking(move |s| {
+            s.read(|txn| {
+                let stored: Option<StoredState> =
+                    match txn.open_table(CONTACTS)?.get(contact.as_str())? {
+                        Some(bytes) => Some(decode(bytes.value())?),
+                        None => None,
+                    };
+                let inbox_table = txn.open_table(INBOX)?;
+                let mut inbox = Vec::new();
+                for entry in
+                    inbox_table.range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))?
+                {
+                    let (key, bytes) = entry?;
+                    let (_, seq) = key.value();
+                    inbox.push((InboxId(seq.to_string()), decode(bytes.value())?));
+                }
+                let (state, version) = match stored {
+                    Some(s) => (Some(s.state), s.version),
+                    None => (None, 0),
+                };
+                Ok(Loaded {
+                    state,
+                    version,
+                    inbox,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        contact: &ContactId,
+        state: &ContactState,
+        expected_version: u64,
+        consumed: &[InboxId],
+    ) -> Result<u64, StoreError> {
+        let contact = contact.clone();
+        let bytes = encode(&StoredState {
+            version: expected_version + 1,
+            state: state.clone(),
+        })?;
+        let outbox_empty = state.outbox.is_empty();
+        let consumed: Vec<u64> = consumed
+            .iter()
+            .map(|id| id.0.parse().map_err(corrupt))
+            .collect::<Result<_, _>>()?;
+        self.blocking(move |s| {
+            s.write(|txn| {
+                let mut contacts = txn.open_table(CONTACTS)?;
+                let current = match contacts.get(contact.as_str())? {
+                    Some(bytes) => decode::<StoredState>(bytes.value())?.version,
+                    None => 0,
+                };
+                if current != expected_version {
+                    return Err(StoreError::Conflict);
+                }
+                contacts.insert(contact.as_str(), bytes.as_slice())?;
+                let mut inbox = txn.open_table(INBOX)?;
+                for seq in consumed {
+                    inbox.remove((contact.as_str(), seq))?;
+                }
+                let inbox_empty = inbox
+                    .range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))?
+                    .next()
+                    .is_none();
+                let mut pending = txn.open_table(PENDING)?;
+                if inbox_empty && outbox_empty {
+                    pending.remove(contact.as_str())?;
+                } else {
+                    pending.insert(contact.as_str(), 1)?;
+                }
+                Ok(expected_version + 1)
+            })
+        })
+        .await
+    }
+
+    async fn contacts_with_pending_work(&self) -> Result<Vec<ContactId>, StoreError> {
+        self.blocking(|s| {
+            s.read(|txn| {
+                let pending = txn.open_table(PENDING)?;
+                let mut out = Vec::new();
+                for entry in pending.iter()? {
+                    out.push(ContactId::from_stored(entry?.0.value()));
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for EmbeddedStore {
+    async fn publish(
+        &self,
+        workflow: &Workflow,
+        now: Timestamp,
+    ) -> Result<PublishedWorkflow, StoreError> {
+        let id = workflow.id.clone();
+        let digest = workflow.digest();
+        let definition = workflow.to_value();
+        self.blocking(move |s| {
+            s.write(|txn| {
+                let mut table = txn.open_table(WORKFLOWS)?;
+                let latest: Option<PublishedWorkflow> = match table
+                    .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?
+                    .next_back()
+                {
+                    Some(entry) => Some(decode(entry?.1.value())?),
+                    None => None,
+                };
+                if let Some(latest) = latest.as_ref().filter(|l| l.digest == digest) {
+                    return Ok(latest.clone());
+                }
+                let published = PublishedWorkflow {
+                    id: id.clone(),
+                    version: latest.map_or(1, |l| l.version + 1),
+                    published_at: now,
+                    digest,
+                    definition,
+                };
+                table.insert(
+                    (id.as_str(), published.version),
+                    encode(&published)?.as_slice(),
+                )?;
+                Ok(published)
+            })
+        })
+        .await
+    }
+
+    async fn published(&self) -> Result<Vec<PublishedWorkflow>, StoreError> {
+        self.blocking(|s| {
+            s.read(|txn| {
+                let table = txn.open_table(WORKFLOWS)?;
+                let mut out = Vec::new();
+                for entry in table.iter()? {
+                    out.push(decode(entry?.1.value())?);
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,31 @@
+//! Channel limits a definition must fit at publish time, so that a question never fails
+//! at send time. The strictest channel wins: a workflow runs on every channel.
+
+/// WhatsApp reply buttons and Messenger quick replies allow 20 characters per label.
+pub const OPTION_LABEL_MAX_CHARS: usize = 20;
+/// WhatsApp list messages hold 10 rows; more options than that cannot be offered.
+pub const OPTIONS_MAX: usize = 10;
+/// Telegram callback_data is at most 64 bytes; option ids travel there.
+pub const OPTION_ID_MAX_BYTES: usize = 64;
+/// WhatsApp interactive message bodies allow 1024 characters.
+pub const QUESTION_TEXT_MAX_CHARS: usize = 1024;
+/// WhatsApp text messages allow 4096 characters.
+pub const MESSAGE_TEXT_MAX_CHARS: usize = 4096;
+/// Step ids appear in logs, schedule inputs and reports: keep them short and plain.
+pub const STEP_ID_MAX_CHARS: usize = 64;
+/// A question waits at least this long: shorter timeouts race the channel itself.
+pub const TIMEOUT_MIN_SECONDS: u64 = 1;
+/// And at most a week: WhatsApp's customer-service window is 24 hours anyway.
+pub const TIMEOUT_MAX_SECONDS: u64 = 7 * 24 * 3600;
+/// A jump is followed at most this many times per run.
+pub const MAX_JUMPS_LIMIT: u32 = 100;
+
+/// Ids are `[A-Za-z0-9_-]`, so they are safe in every channel payload and log line.
+pub fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+/// A definition holds at most this many steps.
+pub const STEPS_MAX: usize = 500;
