@@ -87,8 +87,12 @@ pub fn from_serde(path: &str, error: &serde_json::Error) -> (String, String) {
         .and_then(|rest| rest.split('`').next());
     let field = match (path, named) {
         (".", Some(name)) | ("", Some(name)) => name.to_string(),
+        // serde_path_to_error already ends the path with an unknown field's name.
+        (path, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_string()
+        }
         (path, Some(name)) => format!("{path}.{name}"),
-        (".", None) | ("", None) => "type".to_string(),
+        (".", None) | ("", None) => "(step)".to_string(),
         (path, None) => path.to_string(),
     };
     (field, message)

@@ -19,14 +19,14 @@ pub use update_contact_field::UpdateContactField;
 pub use update_contact_tag::{TagAction, UpdateContactTag};
 pub use wait::Wait;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::Step;
 use super::problems::{self, Report};
 use crate::engine::{Flow, StepContext};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StepKind {
     SendMessage(SendMessage),
@@ -42,7 +42,38 @@ pub enum StepKind {
 /// Where a step can go next: the field that names the target, and the target.
 pub type Successor<'a> = (String, &'a str);
 
+/// The `type` of each step kind, as written in definitions.
+pub const TYPES: &[&str] = &[
+    "send_message",
+    "ask_question",
+    "jump_to",
+    "update_contact_tag",
+    "update_contact_field",
+    "branch",
+    "wait",
+    "close_conversation",
+];
+
+type ParseResult = Result<StepKind, serde_path_to_error::Error<serde_json::Error>>;
+
 impl StepKind {
+    /// Reads the fields of a step of type `kind` (`None`: no such type). Each type is
+    /// read into its own struct, so that an error's path names the exact field.
+    fn parse(kind: &str, fields: Value) -> Option<ParseResult> {
+        use serde_path_to_error::deserialize as read;
+        Some(match kind {
+            "send_message" => read(fields).map(StepKind::SendMessage),
+            "ask_question" => read(fields).map(StepKind::AskQuestion),
+            "jump_to" => read(fields).map(StepKind::JumpTo),
+            "update_contact_tag" => read(fields).map(StepKind::UpdateContactTag),
+            "update_contact_field" => read(fields).map(StepKind::UpdateContactField),
+            "branch" => read(fields).map(StepKind::Branch),
+            "wait" => read(fields).map(StepKind::Wait),
+            "close_conversation" => read(fields).map(StepKind::CloseConversation),
+            _ => return None,
+        })
+    }
+
     pub fn successors(&self) -> Vec<Successor<'_>> {
         match self {
             StepKind::SendMessage(s) => next_only(&s.next),
@@ -122,12 +153,32 @@ pub fn parse_all(values: Vec<Value>, report: &mut Report) -> Vec<Step> {
                 continue;
             }
         };
-        match serde_path_to_error::deserialize::<_, StepKind>(Value::Object(object)) {
-            Ok(kind) => steps.push(Step { id, kind }),
-            Err(e) => {
+        let kind = match object.remove("type") {
+            Some(Value::String(kind)) => kind,
+            Some(_) => {
+                report.step(&id, "type", "must be a string");
+                continue;
+            }
+            None => {
+                report.step(
+                    &id,
+                    "type",
+                    format!("required (one of: {})", TYPES.join(", ")),
+                );
+                continue;
+            }
+        };
+        match StepKind::parse(&kind, Value::Object(object)) {
+            Some(Ok(kind)) => steps.push(Step { id, kind }),
+            Some(Err(e)) => {
                 let (field, message) = problems::from_serde(&e.path().to_string(), e.inner());
                 report.step(&id, field, message);
             }
+            None => report.step(
+                &id,
+                "type",
+                format!("unknown step type `{kind}` (one of: {})", TYPES.join(", ")),
+            ),
         }
     }
     steps

@@ -1,0 +1,465 @@
+//! The consent flow through the pure engine, on a manual clock: every branch of
+//! Request Consent: Privacy, timer semantics, and the step cap.
+
+use std::collections::BTreeMap;
+
+use assent::clock::Timestamp;
+use assent::contact::{Address, ContactId};
+use assent::engine::{
+    self, ArmTimer, Catalog, ContactState, Content, Effect, Event, Happened, Inbound,
+    OutboundMessage, RunOutcome, TimerRef, Transition,
+};
+use assent::workflow::{Workflow, template};
+
+/// One contact talking to the engine. Effects are "performed" at once: sends are
+/// recorded, a question's timer is armed as soon as it is sent.
+struct Chat {
+    state: ContactState,
+    catalog: Catalog,
+    now: Timestamp,
+    sent: Vec<OutboundMessage>,
+    armed: Vec<(TimerRef, Timestamp)>,
+    cancelled: Vec<TimerRef>,
+    messages: u32,
+}
+
+const START: Timestamp = Timestamp(1_750_000_000_000);
+
+fn consent_template(params: &[(&str, &str)]) -> Workflow {
+    let mut given: BTreeMap<String, String> = BTreeMap::from([(
+        "policy_url".to_string(),
+        "https://example.com/privacy".to_string(),
+    )]);
+    for (k, v) in params {
+        given.insert(k.to_string(), v.to_string());
+    }
+    template::build(template::REQUEST_CONSENT_PRIVACY, &given).expect("template builds")
+}
+
+impl Chat {
+    fn new(workflow: Workflow) -> Chat {
+        let mut catalog = Catalog::default();
+        let id = workflow.id.clone();
+        catalog.insert(1, workflow);
+        catalog.activate(&id, 1);
+        Chat {
+            state: ContactState::new(ContactId::new("whatsapp", "4915112345678")),
+            catalog,
+            now: START,
+            sent: Vec::new(),
+            armed: Vec::new(),
+            cancelled: Vec::new(),
+            messages: 0,
+        }
+    }
+
+    fn consent() -> Chat {
+        Chat::new(consent_template(&[]))
+    }
+
+    fn apply(&mut self, event: Event) -> Transition {
+        let applied = engine::apply(&mut self.state, &event, self.now, &self.catalog);
+        for effect in applied.effects {
+            match effect {
+                Effect::Send {
+                    message, then_arm, ..
+                } => {
+                    self.sent.push(message);
+                    if let Some(arm) = then_arm {
+                        self.arm(arm);
+                    }
+                }
+                Effect::ArmTimer(arm) => self.arm(arm),
+                Effect::CancelTimer(timer) => self.cancelled.push(timer),
+            }
+        }
+        applied.transition
+    }
+
+    fn arm(&mut self, arm: ArmTimer) {
+        let deadline = self
+            .now
+            .plus(std::time::Duration::from_secs(arm.after_seconds));
+        self.armed.push((arm.timer, deadline));
+    }
+
+    fn receive(&mut self, content: Content) -> Transition {
+        self.messages += 1;
+        self.apply(Event::Inbound(Inbound {
+            from: Address {
+                channel: "whatsapp".into(),
+                user_id: "4915112345678".into(),
+                via: Some("PNID".into()),
+            },
+            message_id: format!("wamid.{}", self.messages),
+            name: Some("Zoë".into()),
+            content,
+            sent_at: Some(self.now),
+        }))
+    }
+
+    fn say(&mut self, text: &str) -> Transition {
+        self.receive(Content::Text { text: text.into() })
+    }
+
+    fn tap(&mut self, id: &str, label: &str) -> Transition {
+        self.receive(Content::Choice {
+            id: id.into(),
+            label: label.into(),
+        })
+    }
+
+    /// Moves the clock past the latest timer's deadline and fires it.
+    fn time_out(&mut self) -> Transition {
+        let (timer, deadline) = *self.armed.last().expect("a timer is armed");
+        self.now = deadline;
+        self.apply(Event::Timeout(timer))
+    }
+
+    fn texts(&self) -> Vec<&str> {
+        self.sent
+            .iter()
+            .map(|m| match m {
+                OutboundMessage::Text { text } | OutboundMessage::Question { text, .. } => {
+                    text.as_str()
+                }
+            })
+            .collect()
+    }
+
+    fn questions(&self) -> usize {
+        self.sent
+            .iter()
+            .filter(|m| matches!(m, OutboundMessage::Question { .. }))
+            .count()
+    }
+
+    fn tagged(&self) -> bool {
+        self.state.profile.tags.contains("Consent: Privacy")
+    }
+
+    fn outcome(&self) -> Option<RunOutcome> {
+        self.state.latest_run().and_then(|r| r.outcome)
+    }
+}
+
+#[test]
+fn opening_sends_the_policy_link_then_the_question_with_its_button() {
+    let mut chat = Chat::consent();
+    let t = chat.say("Hello");
+    assert_eq!(t.happened, Happened::ConversationOpened);
+    assert_eq!(t.to.as_deref(), Some("request_consent"));
+    assert!(chat.texts()[0].contains("https://example.com/privacy"));
+    match &chat.sent[1] {
+        OutboundMessage::Question { choices, .. } => {
+            assert_eq!(choices.len(), 1);
+            assert_eq!(
+                (choices[0].id.as_str(), choices[0].label.as_str()),
+                ("agree", "AGREE & PROCEED")
+            );
+        }
+        other => panic!("expected the question, got {other:?}"),
+    }
+    assert_eq!(chat.armed.len(), 1, "one timeout, armed with the question");
+    assert_eq!(
+        chat.armed[0].1,
+        START.plus(std::time::Duration::from_secs(300))
+    );
+    assert!(!chat.tagged());
+    assert_eq!(chat.state.profile.name.as_deref(), Some("Zoë"));
+}
+
+fn assert_accepted(chat: &Chat) {
+    assert!(chat.tagged(), "accepted contacts carry the tag");
+    assert_eq!(chat.outcome(), Some(RunOutcome::Completed));
+    assert!(chat.texts().last().unwrap().starts_with("Thank you"));
+    assert!(
+        chat.state.conversation.is_some(),
+        "the conversation stays open for the business"
+    );
+    assert_eq!(
+        chat.cancelled.len(),
+        chat.questions(),
+        "every answered question's timer is cancelled"
+    );
+}
+
+#[test]
+fn accept_by_tapping_the_button() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    let t = chat.tap("agree", "AGREE & PROCEED");
+    assert_eq!(t.happened, Happened::Answered);
+    assert_eq!(t.outcome, Some(RunOutcome::Completed));
+    assert_accepted(&chat);
+}
+
+#[test]
+fn accept_by_typing_the_label_in_any_case_and_spacing() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    assert_eq!(chat.say("  agree &proceed ").happened, Happened::Answered);
+    assert_accepted(&chat);
+}
+
+#[test]
+fn accept_by_option_number() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    assert_eq!(chat.say("1").happened, Happened::Answered);
+    assert_accepted(&chat);
+}
+
+#[test]
+fn up_to_three_invalid_answers_re_ask_and_acceptance_still_counts() {
+    for invalid in 1..=3 {
+        let mut chat = Chat::consent();
+        chat.say("Hello");
+        for _ in 0..invalid {
+            assert_eq!(chat.say("yes").happened, Happened::AnswerInvalid);
+            assert!(!chat.tagged());
+        }
+        assert_eq!(chat.questions(), 1 + invalid, "each invalid answer re-asks");
+        chat.tap("agree", "AGREE & PROCEED");
+        assert_accepted(&chat);
+        assert_eq!(chat.state.latest_run().unwrap().asks as usize, 1 + invalid);
+    }
+}
+
+#[test]
+fn a_fourth_invalid_answer_fails_and_closes() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    for _ in 0..3 {
+        chat.say("maybe");
+    }
+    let t = chat.say("no");
+    assert_eq!(t.outcome, Some(RunOutcome::FailedInvalid));
+    assert_eq!(chat.questions(), 4, "1 ask + 3 re-asks, never more");
+    assert!(
+        chat.texts()
+            .last()
+            .unwrap()
+            .starts_with("We could not record your consent")
+    );
+    assert!(chat.state.conversation.is_none(), "closed");
+    assert!(!chat.tagged());
+}
+
+#[test]
+fn media_is_an_invalid_answer() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    let t = chat.receive(Content::Other {
+        kind: "sticker".into(),
+    });
+    assert_eq!(t.happened, Happened::AnswerInvalid);
+}
+
+#[test]
+fn silence_times_out_fails_and_closes_without_consent() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    let t = chat.time_out();
+    assert_eq!(t.happened, Happened::TimedOut);
+    assert_eq!(t.outcome, Some(RunOutcome::FailedTimeout));
+    assert!(
+        chat.texts()
+            .last()
+            .unwrap()
+            .starts_with("We did not get your answer in time")
+    );
+    assert!(chat.state.conversation.is_none());
+    assert!(!chat.tagged(), "silence is never consent");
+}
+
+#[test]
+fn every_re_ask_gets_a_fresh_timeout_and_the_old_one_goes_stale() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    chat.now = chat.now.plus(std::time::Duration::from_secs(200));
+    chat.say("what?");
+    assert_eq!(chat.armed.len(), 2);
+    let (first, first_deadline) = chat.armed[0];
+    let (second, second_deadline) = chat.armed[1];
+    assert_ne!(first, second, "a new wait");
+    assert_eq!(
+        chat.cancelled,
+        vec![first],
+        "the first wait's timer is cancelled"
+    );
+    assert_eq!(
+        second_deadline,
+        chat.now.plus(std::time::Duration::from_secs(300))
+    );
+    // The first timer fires anyway (cancel is best-effort): nothing happens.
+    chat.now = first_deadline;
+    let sent_before = chat.sent.len();
+    assert_eq!(
+        chat.apply(Event::Timeout(first)).happened,
+        Happened::StaleTimeout
+    );
+    assert_eq!(chat.sent.len(), sent_before);
+    assert!(
+        chat.state.active_run().is_some(),
+        "still waiting for the answer"
+    );
+    // The contact can still accept within the second window.
+    chat.tap("agree", "AGREE & PROCEED");
+    assert_accepted(&chat);
+}
+
+#[test]
+fn a_timeout_after_the_answer_is_stale() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    chat.tap("agree", "AGREE & PROCEED");
+    let (timer, _) = chat.armed[0];
+    let sent_before = chat.sent.len();
+    assert_eq!(
+        chat.apply(Event::Timeout(timer)).happened,
+        Happened::StaleTimeout
+    );
+    assert_eq!(chat.sent.len(), sent_before);
+    assert_accepted(&chat);
+}
+
+#[test]
+fn an_answer_after_the_timeout_opens_a_new_conversation() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    chat.time_out();
+    let t = chat.tap("agree", "AGREE & PROCEED");
+    assert_eq!(
+        t.happened,
+        Happened::ConversationOpened,
+        "the late tap starts over"
+    );
+    assert_eq!(chat.state.conversation.as_ref().unwrap().id, 2);
+    assert_eq!(chat.state.active_run().unwrap().id, 2);
+    assert!(
+        !chat.tagged(),
+        "a late tap is not consent to the closed question"
+    );
+    assert!(chat.texts()[chat.sent.len() - 2].contains("privacy policy"));
+}
+
+#[test]
+fn messages_after_acceptance_change_nothing() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    chat.tap("agree", "AGREE & PROCEED");
+    let sent = chat.sent.len();
+    assert_eq!(chat.say("thanks").happened, Happened::NotWaiting);
+    assert_eq!(chat.sent.len(), sent);
+}
+
+#[test]
+fn a_delivery_failure_ends_the_run_and_closes() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    let run = chat.state.active_run().unwrap().id;
+    let t = chat.apply(Event::DeliveryFailed {
+        run,
+        reason: "131026".into(),
+    });
+    assert_eq!(t.outcome, Some(RunOutcome::FailedDelivery));
+    assert!(chat.state.conversation.is_none());
+    assert_eq!(
+        chat.apply(Event::DeliveryFailed {
+            run,
+            reason: "again".into()
+        })
+        .happened,
+        Happened::StaleDeliveryFailure
+    );
+}
+
+#[test]
+fn template_parameters_change_limits_and_texts() {
+    let mut chat = Chat::new(consent_template(&[
+        ("max_jumps", "1"),
+        ("timeout_seconds", "60"),
+        ("tag", "GDPR ok"),
+    ]));
+    chat.say("Hello");
+    assert_eq!(
+        chat.armed[0].1,
+        START.plus(std::time::Duration::from_secs(60))
+    );
+    chat.say("x");
+    chat.say("y");
+    assert_eq!(chat.questions(), 2);
+    assert_eq!(chat.outcome(), Some(RunOutcome::FailedInvalid));
+}
+
+#[test]
+fn a_run_stays_on_the_version_it_started_with() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    // Version 2 changes the question text; the running conversation keeps version 1.
+    let v2 = consent_template(&[("option_label", "I AGREE")]);
+    chat.catalog.insert(2, v2);
+    chat.catalog.activate("request-consent-privacy", 2);
+    assert_eq!(
+        chat.tap("agree", "AGREE & PROCEED").happened,
+        Happened::Answered
+    );
+    assert_eq!(chat.state.latest_run().unwrap().workflow_version, 1);
+    // Once closed, the next conversation starts on version 2.
+    chat.state.conversation = None;
+    chat.say("Hello again");
+    assert_eq!(chat.state.active_run().unwrap().workflow_version, 2);
+}
+
+fn custom(steps: serde_json::Value) -> Workflow {
+    Workflow::from_value(serde_json::json!({
+        "spec_version": 1, "id": "custom", "name": "Custom",
+        "trigger": {"type": "conversation_opened"}, "steps": steps
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn wait_branch_and_fields_steer_the_run() {
+    let workflow = custom(serde_json::json!([
+        {"id": "mark", "type": "update_contact_field", "field": "source", "value": "whatsapp", "next": "pause"},
+        {"id": "pause", "type": "wait", "seconds": 30, "next": "route"},
+        {"id": "route", "type": "branch", "cases": [
+            {"when": {"all": [{"field_equals": {"field": "source", "value": "whatsapp"}}, {"lacks_tag": "vip"}]}, "next": "regular"}
+        ], "else": "vip"},
+        {"id": "regular", "type": "send_message", "text": "regular"},
+        {"id": "vip", "type": "send_message", "text": "vip"}
+    ]));
+    let mut chat = Chat::new(workflow);
+    chat.say("hi");
+    assert!(chat.sent.is_empty(), "waiting");
+    assert_eq!(
+        chat.say("are you there?").happened,
+        Happened::NotWaiting,
+        "messages do not end a wait"
+    );
+    assert_eq!(chat.time_out().happened, Happened::DelayOver);
+    assert_eq!(chat.texts(), vec!["regular"]);
+    assert_eq!(
+        chat.state.profile.fields.get("source").map(String::as_str),
+        Some("whatsapp")
+    );
+    assert_eq!(chat.outcome(), Some(RunOutcome::Completed));
+}
+
+#[test]
+fn no_event_runs_more_steps_than_the_cap() {
+    let steps: Vec<serde_json::Value> = (0..150)
+        .map(|i| serde_json::json!({"id": format!("s{i}"), "type": "send_message", "text": "x", "next": format!("s{}", i + 1)}))
+        .chain([serde_json::json!({"id": "s150", "type": "close_conversation"})])
+        .collect();
+    let mut chat = Chat::new(custom(serde_json::Value::Array(steps)));
+    let t = chat.say("hi");
+    assert_eq!(t.outcome, Some(RunOutcome::StepLimit));
+    assert_eq!(
+        chat.sent.len(),
+        engine::MAX_STEPS_PER_EVENT as usize,
+        "at most the cap of steps ran"
+    );
+}

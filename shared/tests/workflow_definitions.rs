@@ -1,0 +1,229 @@
+//! Definitions: the format loads, and every problem names the step and field it is in.
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use assent::workflow::template::{self, TemplateError};
+use assent::workflow::{Problem, Workflow};
+
+fn doc(steps: Value) -> Value {
+    json!({"spec_version": 1, "id": "w", "name": "W", "trigger": {"type": "conversation_opened"}, "steps": steps})
+}
+
+fn problems(value: Value) -> Vec<Problem> {
+    match Workflow::from_value(value) {
+        Ok(_) => panic!("expected the definition to be refused"),
+        Err(e) => e.0,
+    }
+}
+
+/// Asserts that some problem is about `step`/`field` and mentions `words`.
+fn has(problems: &[Problem], step: Option<&str>, field: &str, words: &str) {
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.step.as_deref() == step && p.field == field && p.message.contains(words)),
+        "no problem at {step:?}/{field} mentioning {words:?} in {problems:#?}"
+    );
+}
+
+fn question(id: &str, label: &str, on_invalid: &str, on_timeout: &str) -> Value {
+    json!({"id": id, "type": "ask_question", "text": "Agree?",
+        "options": [{"id": "yes", "label": label, "next": "end"}],
+        "timeout_seconds": 60, "on_invalid": on_invalid, "on_timeout": on_timeout})
+}
+
+fn end() -> Value {
+    json!({"id": "end", "type": "close_conversation"})
+}
+
+#[test]
+fn the_documented_example_loads_and_round_trips() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/examples/consent-with-reminder.json"
+    ))
+    .expect("docs example exists");
+    let workflow = Workflow::from_json(&text).unwrap_or_else(|e| panic!("{e}"));
+    let again = Workflow::from_value(workflow.to_value()).unwrap();
+    assert_eq!(workflow, again);
+    assert_eq!(workflow.digest(), again.digest());
+}
+
+#[test]
+fn unknown_step_references_name_the_field_that_holds_them() {
+    let p = problems(doc(json!([question("ask", "OK", "nowhere", "end"), end()])));
+    has(&p, Some("ask"), "on_invalid", "unknown step `nowhere`");
+    let p = problems(doc(json!([
+        {"id": "ask", "type": "ask_question", "text": "Agree?", "options": [{"id": "yes", "label": "OK", "next": "gone"}],
+         "timeout_seconds": 60, "on_invalid": "end", "on_timeout": "end"}, end()])));
+    has(&p, Some("ask"), "options[0].next", "unknown step `gone`");
+}
+
+#[test]
+fn unreachable_steps_are_refused() {
+    let p = problems(doc(json!([question("ask", "OK", "end", "end"), end(),
+        {"id": "orphan", "type": "send_message", "text": "never sent", "next": "end"}])));
+    has(&p, Some("orphan"), "id", "unreachable");
+}
+
+#[test]
+fn a_question_needs_both_failure_branches() {
+    let mut q = question("ask", "OK", "end", "end");
+    q.as_object_mut().unwrap().remove("on_timeout");
+    has(
+        &problems(doc(json!([q, end()]))),
+        Some("ask"),
+        "on_timeout",
+        "missing field",
+    );
+    let mut q = question("ask", "OK", "end", "end");
+    q.as_object_mut().unwrap().remove("on_invalid");
+    has(
+        &problems(doc(json!([q, end()]))),
+        Some("ask"),
+        "on_invalid",
+        "missing field",
+    );
+}
+
+#[test]
+fn a_jump_needs_a_limit() {
+    let jump = json!({"id": "again", "type": "jump_to", "target": "ask", "next": "end"});
+    let p = problems(doc(json!([
+        question("ask", "OK", "again", "end"),
+        jump,
+        end()
+    ])));
+    has(&p, Some("again"), "max_jumps", "missing field");
+    let jump =
+        json!({"id": "again", "type": "jump_to", "target": "ask", "max_jumps": 0, "next": "end"});
+    let p = problems(doc(json!([
+        question("ask", "OK", "again", "end"),
+        jump,
+        end()
+    ])));
+    has(&p, Some("again"), "max_jumps", "from 1");
+}
+
+#[test]
+fn a_loop_without_a_question_or_wait_is_refused() {
+    let p = problems(doc(json!([
+        {"id": "a", "type": "send_message", "text": "ping", "next": "b"},
+        {"id": "b", "type": "jump_to", "target": "a", "max_jumps": 3, "next": "end"},
+        end()])));
+    has(&p, Some("b"), "target", "loop a -> b -> a");
+    // The same loop through a question is the normal re-ask pattern.
+    let ok = doc(json!([question("ask", "OK", "again", "end"),
+        {"id": "again", "type": "jump_to", "target": "ask", "max_jumps": 3, "next": "end"}, end()]));
+    Workflow::from_value(ok).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn button_labels_must_fit_the_channels() {
+    let p = problems(doc(json!([
+        question("ask", "I AGREE AND WANT TO PROCEED", "end", "end"),
+        end()
+    ])));
+    has(&p, Some("ask"), "options[0].label", "at most 20");
+}
+
+#[test]
+fn duplicate_ids_are_refused() {
+    let p = problems(doc(json!([question("ask", "OK", "end", "end"), end(),
+        {"id": "end", "type": "send_message", "text": "dup"}])));
+    has(&p, Some("end"), "id", "duplicate step id");
+    let p = problems(doc(json!([
+        {"id": "ask", "type": "ask_question", "text": "Agree?", "options": [
+            {"id": "yes", "label": "OK", "next": "end"}, {"id": "yes", "label": "Sure", "next": "end"}],
+         "timeout_seconds": 60, "on_invalid": "end", "on_timeout": "end"}, end()])));
+    has(&p, Some("ask"), "options[1].id", "duplicate option id");
+}
+
+#[test]
+fn typos_and_wrong_types_name_the_field() {
+    let p = problems(doc(
+        json!([{"id": "hi", "type": "send_message", "txt": "hello"}]),
+    ));
+    has(&p, Some("hi"), "txt", "unknown field");
+    let p = problems(doc(
+        json!([{"id": "hi", "type": "send_mesage", "text": "hello"}]),
+    ));
+    has(&p, Some("hi"), "type", "unknown step type `send_mesage`");
+    let mut q = question("ask", "OK", "end", "end");
+    q["timeout_seconds"] = json!("five minutes");
+    has(
+        &problems(doc(json!([q, end()]))),
+        Some("ask"),
+        "timeout_seconds",
+        "invalid type",
+    );
+    let p = problems(doc(json!([{"type": "send_message", "text": "no id"}])));
+    has(&p, Some("#1"), "id", "required");
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let p = problems(doc(
+        json!([question("ask", "THIS LABEL IS FAR TOO LONG", "nowhere", "end"), end(),
+        {"id": "end", "type": "close_conversation"}]),
+    ));
+    assert!(p.len() >= 3, "{p:#?}");
+}
+
+#[test]
+fn format_versions_are_checked() {
+    let mut d = doc(json!([end()]));
+    d["spec_version"] = json!(99);
+    has(&problems(d), None, "spec_version", "newer");
+    let mut d = doc(json!([end()]));
+    d.as_object_mut().unwrap().remove("spec_version");
+    has(&problems(d), None, "spec_version", "required");
+}
+
+#[test]
+fn the_template_is_valid_and_refuses_bad_parameters() {
+    let params = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let name = template::REQUEST_CONSENT_PRIVACY;
+    let ok = template::build(name, &params(&[("policy_url", "https://example.com/p")])).unwrap();
+    assert_eq!(ok.name, "Request Consent: Privacy");
+    assert!(matches!(
+        template::build(name, &params(&[])),
+        Err(TemplateError::MissingParam("policy_url"))
+    ));
+    assert!(matches!(
+        template::build(
+            name,
+            &params(&[("policy_url", "https://x"), ("colour", "red")])
+        ),
+        Err(TemplateError::UnknownParam { .. })
+    ));
+    assert!(matches!(
+        template::build(name, &params(&[("policy_url", "ftp://x")])),
+        Err(TemplateError::BadParam { .. })
+    ));
+    match template::build(
+        name,
+        &params(&[
+            ("policy_url", "https://x"),
+            ("option_label", "I HEREBY AGREE TO IT ALL"),
+        ]),
+    ) {
+        Err(TemplateError::Invalid(p)) => has(
+            &p.0,
+            Some("request_consent"),
+            "options[0].label",
+            "at most 20",
+        ),
+        other => panic!("expected a label problem, got {other:?}"),
+    }
+    assert!(matches!(
+        template::build("nope", &params(&[])),
+        Err(TemplateError::UnknownTemplate(_))
+    ));
+}
