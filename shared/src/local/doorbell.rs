@@ -56,11 +56,14 @@ impl LocalDoorbell {
                 Ok(_) => {}
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(contact = %contact.log_ref(), error = %e, "steps will be retried");
-                    let this = self.clone();
+                    // Weak: a pending retry must not keep a stopped host (and its store) alive.
+                    let this = Arc::downgrade(&self);
                     let retry = contact.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(RETRY_AFTER).await;
-                        this.ring(&retry);
+                        if let Some(this) = this.upgrade() {
+                            this.ring(&retry);
+                        }
                     });
                 }
                 Err(e) => tracing::error!(contact = %contact.log_ref(), error = %e, "steps failed"),

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,7 +63,9 @@ impl SentMessage {
 #[derive(Default)]
 struct Shared {
     sent: Mutex<Vec<SentMessage>>,
-    failures: Mutex<VecDeque<(StatusCode, Value)>>,
+    /// request number (1-based, counted over all requests) -> the answer to give instead
+    failures: Mutex<BTreeMap<u64, (StatusCode, Value)>>,
+    requests: AtomicU64,
     ids: AtomicU64,
     arrived: Notify,
     print: AtomicBool,
@@ -116,10 +118,21 @@ impl GraphSandbox {
 
     /// The next request is answered with `status` and `body` instead of success.
     pub fn fail_next(&self, status: u16, body: Value) {
+        self.fail_in(1, status, body)
+    }
+
+    /// The `n`th request from now (1: the next) is answered with `status` and `body`.
+    pub fn fail_in(&self, n: u64, status: u16, body: Value) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let at = self.shared.requests.load(Ordering::SeqCst) + n;
         if let Ok(mut f) = self.shared.failures.lock() {
-            f.push_back((status, body));
+            f.insert(at, (status, body));
         }
+    }
+
+    /// Requests received, failed ones included.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `count` messages arrived, or `patience` ran out, and returns
@@ -158,7 +171,12 @@ async fn receive(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    let failure = shared.failures.lock().ok().and_then(|mut f| f.pop_front());
+    let number = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let failure = shared
+        .failures
+        .lock()
+        .ok()
+        .and_then(|mut f| f.remove(&number));
     if let Some((status, body)) = failure {
         return (status, Json(body));
     }
@@ -202,4 +220,67 @@ fn print_line(message: &SentMessage) {
         message.text(),
         options.join(" ")
     );
+}
+
+/// Serializes `value` as Meta does: compact JSON with every non-ASCII character escaped
+/// as `\uXXXX` (a surrogate pair beyond the BMP). Signatures cover these exact bytes.
+pub fn meta_json(value: &Value) -> String {
+    use std::fmt::Write;
+    let compact = value.to_string();
+    let mut out = String::with_capacity(compact.len());
+    for c in compact.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
+    out
+}
+
+/// A webhook body with one inbound message, as the Cloud API sends it. `message` holds
+/// the type-specific part, e.g. [`text`] or [`button_reply`].
+pub fn message_webhook(
+    phone_number_id: &str,
+    from: &str,
+    name: &str,
+    message_id: &str,
+    timestamp: i64,
+    message: Value,
+) -> Value {
+    let mut msg = json!({"from": from, "id": message_id, "timestamp": timestamp.to_string()});
+    if let (Some(m), Some(extra)) = (msg.as_object_mut(), message.as_object()) {
+        m.extend(extra.clone());
+    }
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "WHATSAPP_BUSINESS_ACCOUNT_ID", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": phone_number_id},
+            "contacts": [{"profile": {"name": name}, "wa_id": from}],
+            "messages": [msg]}}]}]})
+}
+
+pub fn text(body: &str) -> Value {
+    json!({"type": "text", "text": {"body": body}})
+}
+
+pub fn button_reply(id: &str, title: &str) -> Value {
+    json!({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": id, "title": title}}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_json_escapes_non_ascii_and_stays_the_same_json() {
+        let value = json!({"name": "José 😀", "plain": "a\"b"});
+        let escaped = meta_json(&value);
+        assert!(escaped.is_ascii());
+        assert!(escaped.contains(r"Jos\u00e9 \ud83d\ude00"), "{escaped}");
+        assert_eq!(serde_json::from_str::<Value>(&escaped).unwrap(), value);
+    }
 }
