@@ -106,11 +106,19 @@ fn log_transition(contact: &ContactId, event: &Event, t: &Transition) {
         target: "assent::transition",
         contact = %contact.log_ref(),
         event = event.kind(),
-        happened = ?t.happened,
+        happened = snake(&t.happened),
         run = t.run,
         from = t.from.as_deref(),
         to = t.to.as_deref(),
-        outcome = t.outcome.map(|o| format!("{o:?}")),
+        outcome = t.outcome.map(|o| snake(&o)),
         "transition"
     );
+}
+
+/// The serde (snake_case) name of a unit enum value, as the JSON API spells it.
+fn snake<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::from("?"),
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use super::Workflow;
 use super::limits::{STEP_ID_MAX_CHARS, STEPS_MAX, is_plain_id};
 use super::problems::{Problems, Report};
+use super::steps::Successor;
 
 pub fn check(workflow: &Workflow) -> Result<(), Problems> {
     let mut report = Report::default();
@@ -98,8 +99,8 @@ fn check_spin_loops(workflow: &Workflow, report: &mut Report) {
             continue;
         }
         // Iterative depth-first search: (step id, its successors, next successor index).
-        let mut path: Vec<(&str, Vec<(String, &str)>, usize)> = Vec::new();
-        let successors = |id: &str| -> Vec<(String, &str)> {
+        let mut path: Vec<(&str, Vec<Successor<'_>>, usize)> = Vec::new();
+        let successors = |id: &str| -> Vec<Successor<'_>> {
             match workflow.step(id) {
                 Some(step) if !step.kind.waits() => step.kind.successors(),
                 _ => Vec::new(),

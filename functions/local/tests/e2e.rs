@@ -1,0 +1,454 @@
+//! End to end: the real `assent-local` binary, webhooks signed as Meta signs them (compact
+//! JSON, non-ASCII escaped as \uXXXX, HMAC-SHA256 over those exact bytes), and a local
+//! HTTP server standing in for the Graph API.
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+use assent::channels::whatsapp::sandbox::{self, GraphSandbox, SentMessage};
+
+const SECRET: &str = "e2e-app-secret-5f2c";
+const ACCESS_TOKEN: &str = "e2e-access-token-91ab";
+const VERIFY_TOKEN: &str = "e2e-verify";
+const PNID: &str = "106540352242922";
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Server {
+    child: Child,
+    base: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+fn meta_signature(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    async fn start(graph: &GraphSandbox, env: &[(&str, &str)], args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_assent-local"));
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--set", "policy_url=https://example.com/privacy"])
+            .args(args)
+            .env_clear()
+            .env("WHATSAPP_API_BASE", graph.base_url())
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let server = Server {
+            child,
+            base,
+            log,
+            _dir: dir,
+            http: reqwest::Client::new(),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn signed(graph: &GraphSandbox, args: &[&str]) -> Server {
+        let env = [
+            ("WHATSAPP_APP_SECRET", SECRET),
+            ("WHATSAPP_ACCESS_TOKEN", ACCESS_TOKEN),
+            ("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN),
+        ];
+        Server::start(graph, &env, args).await
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while tokio::time::Instant::now() < deadline {
+            if self
+                .http
+                .get(format!("{}/healthz", self.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("assent-local did not start:\n{}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn post_raw(&self, body: Vec<u8>, signature: Option<String>) -> (u16, String) {
+        let mut request = self
+            .http
+            .post(format!("{}/webhooks/whatsapp", self.base))
+            .header("content-type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        let response = request.body(body).send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        )
+    }
+
+    /// Posts one message as Meta would, signed.
+    async fn send(&self, from: &str, id: &str, message: Value) -> (u16, String) {
+        let value = sandbox::message_webhook(PNID, from, "José Ñandú", id, 1_750_000_000, message);
+        let body = sandbox::meta_json(&value).into_bytes();
+        let signature = meta_signature(&body);
+        self.post_raw(body, Some(signature)).await
+    }
+
+    async fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap() as i32;
+        // SIGTERM, as a process manager would send.
+        send_sigterm(pid);
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("stops after SIGTERM")
+            .unwrap()
+    }
+}
+
+fn send_sigterm(pid: i32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn sent_to(graph: &GraphSandbox, wa_id: &str) -> Vec<SentMessage> {
+    graph
+        .sent()
+        .into_iter()
+        .filter(|m| m.to() == wa_id)
+        .collect()
+}
+
+async fn wait_for_to(graph: &GraphSandbox, wa_id: &str, count: usize) -> Vec<SentMessage> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let sent = sent_to(graph, wa_id);
+        if sent.len() >= count || tokio::time::Instant::now() >= deadline {
+            return sent;
+        }
+        graph
+            .wait_for(graph.sent().len() + 1, Duration::from_millis(200))
+            .await;
+    }
+}
+
+async fn graph() -> GraphSandbox {
+    GraphSandbox::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn accept_and_four_invalid_answers_end_to_end() {
+    let graph = graph().await;
+    let server = Server::signed(&graph, &[]).await;
+
+    // Contact A writes with non-ASCII and emoji, then taps the button.
+    let a = "4915112345678";
+    assert_eq!(
+        server
+            .send(
+                a,
+                "wamid.a1",
+                sandbox::text("Olá, José! 😀 Ich möchte bestellen")
+            )
+            .await
+            .0,
+        200
+    );
+    let sent = wait_for_to(&graph, a, 2).await;
+    assert!(
+        sent[0].text().contains("https://example.com/privacy"),
+        "{:?}",
+        sent[0].body
+    );
+    assert_eq!(
+        sent[1].body["interactive"]["action"]["buttons"][0]["reply"]["title"],
+        "AGREE & PROCEED"
+    );
+    assert_eq!(sent[1].phone_number_id, PNID);
+    assert_eq!(
+        sent[1].authorization.as_deref(),
+        Some(format!("Bearer {ACCESS_TOKEN}").as_str())
+    );
+    server
+        .send(
+            a,
+            "wamid.a2",
+            sandbox::button_reply("agree", "AGREE & PROCEED"),
+        )
+        .await;
+    let sent = wait_for_to(&graph, a, 3).await;
+    assert!(
+        sent[2].text().starts_with("Thank you"),
+        "{:?}",
+        sent[2].body
+    );
+
+    // Contact B answers four times with something else.
+    let b = "447700900123";
+    server.send(b, "wamid.b0", sandbox::text("hi")).await;
+    wait_for_to(&graph, b, 2).await;
+    for (i, answer) in ["yes", "ok", "sí, claro", "👍"].iter().enumerate() {
+        server
+            .send(b, &format!("wamid.b{}", i + 1), sandbox::text(answer))
+            .await;
+        wait_for_to(&graph, b, 3 + i).await;
+    }
+    let sent = sent_to(&graph, b);
+    let questions = sent
+        .iter()
+        .filter(|m| m.body["type"] == "interactive")
+        .count();
+    assert_eq!(questions, 4, "1 ask + 3 re-asks");
+    assert!(
+        sent.last()
+            .unwrap()
+            .text()
+            .starts_with("We could not record your consent")
+    );
+    assert_eq!(sent.len(), 6);
+
+    let log = server.log();
+    for secret in [
+        SECRET,
+        ACCESS_TOKEN,
+        "Ich möchte",
+        "bestellen",
+        "sí, claro",
+        a,
+        b,
+    ] {
+        assert!(!log.contains(secret), "the log must not contain {secret:?}");
+    }
+    assert!(
+        log.contains("\"happened\":\"answered\""),
+        "one structured line per transition"
+    );
+    assert!(server.stop().await.success());
+}
+
+#[tokio::test]
+async fn silence_times_out_end_to_end() {
+    let graph = graph().await;
+    let server = Server::signed(&graph, &["--set", "timeout_seconds=1"]).await;
+    let c = "5511987654321";
+    server.send(c, "wamid.c1", sandbox::text("oi")).await;
+    let sent = wait_for_to(&graph, c, 3).await;
+    assert_eq!(sent.len(), 3, "link, question, timeout message");
+    assert!(
+        sent[2]
+            .text()
+            .starts_with("We did not get your answer in time")
+    );
+    // The late tap opens a new conversation.
+    server
+        .send(
+            c,
+            "wamid.c2",
+            sandbox::button_reply("agree", "AGREE & PROCEED"),
+        )
+        .await;
+    let sent = wait_for_to(&graph, c, 5).await;
+    assert!(sent[3].text().contains("privacy policy"));
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_store_nothing() {
+    let graph = graph().await;
+    let server = Server::signed(&graph, &[]).await;
+    let d = "4930123456789";
+    let body = sandbox::meta_json(&sandbox::message_webhook(
+        PNID,
+        d,
+        "D",
+        "wamid.d1",
+        1_750_000_000,
+        sandbox::text("hi"),
+    ))
+    .into_bytes();
+
+    assert_eq!(
+        server.post_raw(body.clone(), None).await.0,
+        401,
+        "missing signature"
+    );
+    assert_eq!(
+        server
+            .post_raw(body.clone(), Some("sha256=00ff".into()))
+            .await
+            .0,
+        401,
+        "wrong signature"
+    );
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    assert_eq!(
+        server
+            .post_raw(tampered, Some(meta_signature(&body)))
+            .await
+            .0,
+        401,
+        "signature over other bytes"
+    );
+    let malformed = b"{\"object\":\"whatsapp_business_account\",\"entry\":[".to_vec();
+    let signature = meta_signature(&malformed);
+    assert_eq!(
+        server.post_raw(malformed, Some(signature)).await.0,
+        400,
+        "malformed JSON"
+    );
+    let huge = vec![b' '; (1 << 20) + 1];
+    let signature = meta_signature(&huge);
+    assert_eq!(
+        server.post_raw(huge, Some(signature)).await.0,
+        413,
+        "over 1 MiB"
+    );
+
+    // None of that reached a conversation: the first accepted message opens one now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(graph.sent().is_empty(), "nothing was stored or sent");
+    let (status, reply) = server
+        .post_raw(body.clone(), Some(meta_signature(&body)))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("\"accepted\":1"), "{reply}");
+    assert_eq!(wait_for_to(&graph, d, 2).await.len(), 2);
+
+    let verify = |token: &str| {
+        format!(
+            "{}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444",
+            server.base
+        )
+    };
+    let ok = server.http.get(verify(VERIFY_TOKEN)).send().await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    assert_eq!(
+        server
+            .http
+            .get(verify("wrong"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(server.post_raw(b"{}".to_vec(), None).await.0, 401);
+    let unknown = server
+        .http
+        .post(format!("{}/webhooks/carrier-pigeon", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn a_channel_without_its_secret_is_not_served_unless_insecure_dev() {
+    let graph = graph().await;
+    let server = Server::start(&graph, &[("WHATSAPP_ACCESS_TOKEN", ACCESS_TOKEN)], &[]).await;
+    let body = sandbox::meta_json(&sandbox::message_webhook(
+        PNID,
+        "1",
+        "E",
+        "wamid.e1",
+        1,
+        sandbox::text("hi"),
+    ))
+    .into_bytes();
+    assert_eq!(server.post_raw(body.clone(), None).await.0, 404);
+    assert!(server.log().contains("WHATSAPP_APP_SECRET is not set"));
+
+    let insecure = Server::start(
+        &graph,
+        &[("WHATSAPP_ACCESS_TOKEN", ACCESS_TOKEN)],
+        &["--insecure-dev"],
+    )
+    .await;
+    assert_eq!(insecure.post_raw(body, None).await.0, 200);
+    assert!(
+        insecure.log().contains("INSECURE"),
+        "says so on every start"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_finishes_accepted_work_before_exiting() {
+    let graph = graph().await;
+    let server = Server::signed(&graph, &[]).await;
+    let f = "61412345678";
+    assert_eq!(
+        server.send(f, "wamid.f1", sandbox::text("hello")).await.0,
+        200
+    );
+    let status = server.stop().await;
+    assert!(status.success(), "{status:?}");
+    let sent = sent_to(&graph, f);
+    assert_eq!(
+        sent.len(),
+        2,
+        "the accepted message was processed before exit"
+    );
+}
+
+#[test]
+fn workflow_files_with_problems_are_refused_with_step_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.json");
+    let definition = json!({"spec_version": 1, "id": "bad", "name": "Bad", "trigger": {"type": "conversation_opened"},
+        "steps": [{"id": "ask", "type": "ask_question", "text": "Agree?", "options": [{"id": "y", "label": "Yes", "next": "nowhere"}],
+                   "timeout_seconds": 60, "on_invalid": "ask", "on_timeout": "ask"}]});
+    std::fs::write(&path, definition.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_assent-local"))
+        .arg("--workflow")
+        .arg(&path)
+        .args(["--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("step `ask`, field `options[0].next`: unknown step `nowhere`"),
+        "{stderr}"
+    );
+}
