@@ -6,15 +6,67 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::contact::{Address, ContactId};
-use crate::engine::{ContactState, Event, OutboundMessage, TimerRef};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{ContactState, Effect, Event, Inbound, OutboundMessage, TimerRef};
 use crate::workflow::{PublishedWorkflow, Workflow};
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
 }
 
+/// What the store keeps per contact: the engine's state, the effects it decided that are
+/// not performed yet (the outbox), and who is performing them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContactRecord {
+    pub state: ContactState,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<OutboxEntry>,
+    /// Held by the executor performing the outbox, so that a second executor does not
+    /// perform the same effects while the first is still at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    /// Source of outbox entry ids.
+    #[serde(default)]
+    pub effects_decided: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub id: u64,
+    pub effect: Effect,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub until: Timestamp,
+}
+
+impl ContactRecord {
+    pub fn new(contact: ContactId) -> Self {
+        ContactRecord {
+            state: ContactState::new(contact),
+            outbox: Vec::new(),
+            lease: None,
+            effects_decided: 0,
+        }
+    }
+
+    /// Appends effects to the outbox, each with a new id.
+    pub fn record(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            self.effects_decided += 1;
+            self.outbox.push(OutboxEntry {
+                id: self.effects_decided,
+                effect,
+            });
+        }
+    }
+}
+
 /// One event waiting in a contact's inbox.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InboxItem {
     /// Deduplication key: a provider retry of the same message has the same key.
     pub key: String,
@@ -22,17 +74,45 @@ pub struct InboxItem {
     pub event: Event,
 }
 
-/// A contact's committed state, its version, and its unprocessed inbox in arrival order.
-#[derive(Clone, Debug)]
-pub struct Loaded {
-    pub state: Option<ContactState>,
+impl InboxItem {
+    /// An inbound message, keyed by the provider's message id.
+    pub fn inbound(message: Inbound, received_at: Timestamp) -> Self {
+        InboxItem {
+            key: format!("msg:{}", message.message_id),
+            received_at,
+            event: Event::Inbound(message),
+        }
+    }
+
+    /// A fired timer, keyed by its wait: a double fire lands once.
+    pub fn timeout(timer: TimerRef, received_at: Timestamp) -> Self {
+        InboxItem {
+            key: format!("timeout:{}:{}", timer.run, timer.wait_seq),
+            received_at,
+            event: Event::Timeout(timer),
+        }
+    }
+}
+
+/// What a commit builds on: the version it expects, and the inbox items already
+/// processed that the store still holds (a store may track "processed" in the record).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Base {
     /// 0 when nothing was ever committed for the contact.
     pub version: u64,
+    pub processed: Vec<InboxId>,
+}
+
+/// A contact's committed record, what it builds on, and its unprocessed inbox in arrival order.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub record: Option<ContactRecord>,
+    pub base: Base,
     /// Each with the store's id for it, to name it in [`StateStore::commit`].
     pub inbox: Vec<(InboxId, InboxItem)>,
 }
 
-/// The store's own id of an inbox item (orders items; opaque to everyone else).
+/// The store's own id of an inbox item (opaque to everyone else).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InboxId(pub String);
 
@@ -70,18 +150,16 @@ pub trait InboxStore: Send + Sync {
 pub trait StateStore: Send + Sync {
     async fn load(&self, contact: &ContactId) -> Result<Loaded, StoreError>;
 
-    /// Writes `state` if the stored version is still `expected_version`, and in the same
-    /// atomic step removes the `consumed` inbox items. Returns the new version.
+    /// Writes `record` if the stored version is still `base.version`, and in the same
+    /// atomic step marks the `consumed` inbox items processed. Returns what the next
+    /// commit builds on.
     async fn commit(
         &self,
         contact: &ContactId,
-        state: &ContactState,
-        expected_version: u64,
+        record: &ContactRecord,
+        base: &Base,
         consumed: &[InboxId],
-    ) -> Result<u64, StoreError>;
-
-    /// Contacts with inbox items or outbox effects left over (after a crash or restart).
-    async fn contacts_with_pending_work(&self) -> Result<Vec<ContactId>, StoreError>;
+    ) -> Result<Base, StoreError>;
 }
 
 #[async_trait]

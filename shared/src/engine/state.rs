@@ -1,10 +1,9 @@
-//! Everything the engine knows about one contact. Committed as one unit, with a version
-//! the store checks (optimistic locking).
+//! Everything the engine knows about one contact. The store commits it as part of a
+//! [`crate::ports::ContactRecord`], with a version it checks (optimistic locking).
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::effect::Effect;
 use crate::clock::Timestamp;
 use crate::contact::{Address, ContactId};
 
@@ -18,10 +17,6 @@ pub struct ContactState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_closed: Option<Conversation>,
     pub counters: Counters,
-    /// Effects decided but not yet performed (sends, timers). Performed after the commit
-    /// that records them, removed by the commit after that.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outbox: Vec<Effect>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -114,7 +109,6 @@ impl ContactState {
             conversation: None,
             last_closed: None,
             counters: Counters::default(),
-            outbox: Vec::new(),
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::channels::Channels;
 use crate::contact::ContactId;
-use crate::ports::{Clock, Doorbell, StateStore, StoreError, TimerError};
+use crate::ports::{Clock, Doorbell, StoreError, TimerError};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, WebhookRequest, WebhookResponse};
 use crate::store::EmbeddedStore;
 use crate::timers::LocalTimers;

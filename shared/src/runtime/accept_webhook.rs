@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::channels::{Channel, InboundError};
 use crate::contact::ContactId;
-use crate::engine::Event;
 use crate::ports::{Appended, InboxItem};
 
 use super::Runtime;
@@ -76,11 +75,7 @@ impl Runtime {
         let mut contacts: Vec<ContactId> = Vec::new();
         for message in parsed.messages {
             let contact = message.from.contact_id();
-            let item = InboxItem {
-                key: format!("msg:{}", message.message_id),
-                received_at: now,
-                event: Event::Inbound(message),
-            };
+            let item = InboxItem::inbound(message, now);
             match self.store.append(&contact, item).await {
                 Ok(Appended::New) => {
                     accepted += 1;

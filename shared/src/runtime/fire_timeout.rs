@@ -1,5 +1,5 @@
 use crate::contact::ContactId;
-use crate::engine::{Event, TimerRef};
+use crate::engine::TimerRef;
 use crate::ports::{Appended, InboxItem};
 
 use super::{Runtime, RuntimeError};
@@ -13,11 +13,7 @@ impl Runtime {
         contact: &ContactId,
         timer: TimerRef,
     ) -> Result<Appended, RuntimeError> {
-        let item = InboxItem {
-            key: format!("timeout:{}:{}", timer.run, timer.wait_seq),
-            received_at: self.clock.now(),
-            event: Event::Timeout(timer),
-        };
+        let item = InboxItem::timeout(timer, self.clock.now());
         Ok(self.store.append(contact, item).await?)
     }
 }

@@ -48,6 +48,9 @@ pub enum RuntimeError {
     Send(String),
     #[error("gave up after {0} version conflicts in a row")]
     Contended(u32),
+    /// Another executor is performing this contact's effects right now.
+    #[error("another executor holds this contact's outbox")]
+    Busy,
 }
 
 impl RuntimeError {
@@ -55,7 +58,10 @@ impl RuntimeError {
     pub fn is_retryable(&self) -> bool {
         match self {
             RuntimeError::Store(e) => e.is_retryable(),
-            RuntimeError::Timers(_) | RuntimeError::Send(_) | RuntimeError::Contended(_) => true,
+            RuntimeError::Timers(_)
+            | RuntimeError::Send(_)
+            | RuntimeError::Contended(_)
+            | RuntimeError::Busy => true,
         }
     }
 }
@@ -67,6 +73,8 @@ pub struct Runtime {
     clock: Arc<dyn Clock>,
     catalog: RwLock<Arc<Catalog>>,
     config: RuntimeConfig,
+    /// Names this runtime in outbox leases.
+    executor: String,
 }
 
 impl Runtime {
@@ -84,6 +92,7 @@ impl Runtime {
             clock,
             catalog: RwLock::new(Arc::new(Catalog::default())),
             config,
+            executor: executor_id(),
         }
     }
 
@@ -97,6 +106,21 @@ impl Runtime {
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
+}
+
+/// Unique enough per runtime instance: process id, start time and a counter.
+fn executor_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// One structured line per applied event: who (pseudonymised), what, from where to where.

@@ -1,13 +1,13 @@
 //! Performing the outbox: sends (with retries), timers, then a commit that records what
-//! was done. A crash before that commit performs the same effects again on the next run
-//! (at-least-once sends); it never decides anything again.
+//! was done and lets go of the lease. A crash before that commit performs the same
+//! effects again later (at-least-once sends); it never decides anything again.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::contact::Address;
-use crate::contact::ContactId;
-use crate::engine::{self, ArmTimer, Catalog, ContactState, Effect, Event, OutboundMessage};
-use crate::ports::{ChannelSender, SendError, Sent, StoreError};
+use crate::contact::{Address, ContactId};
+use crate::engine::{self, ArmTimer, Catalog, Effect, Event, OutboundMessage};
+use crate::ports::{Base, ChannelSender, ContactRecord, SendError, Sent, StoreError};
 
 use super::{Runtime, RuntimeError, log_transition};
 
@@ -26,53 +26,109 @@ enum Failed {
     Retry(RuntimeError),
 }
 
+/// What this executor did to the outbox since its last successful commit.
+#[derive(Default)]
+struct Progress {
+    done: Vec<u64>,
+    replaced: BTreeMap<u64, Effect>,
+    /// DeliveryFailed events applied: a record reloaded after a conflict needs them too.
+    refusals: Vec<Event>,
+}
+
 impl Runtime {
-    /// Performs effects in order until the outbox is empty or one must wait; commits the
-    /// result either way. Returns how many effects were completed.
+    /// Performs effects in order until the outbox is empty or one must wait, and commits
+    /// the result, releasing the lease. If another executor committed meanwhile (it
+    /// applied new events), folds what was done into its record and goes on with what it
+    /// added. Returns how many effects were completed.
     pub(super) async fn perform_outbox(
         &self,
         contact: &ContactId,
-        mut state: ContactState,
-        version: u64,
+        mut record: ContactRecord,
+        mut base: Base,
         catalog: &Catalog,
     ) -> Result<usize, RuntimeError> {
-        if state.outbox.is_empty() {
-            return Ok(0);
-        }
-        let mut done = 0;
-        let mut waiting = None;
-        while let Some(effect) = state.outbox.first().cloned() {
-            match self.perform(contact, effect).await {
-                Ok(Performed::Done) => {
-                    state.outbox.remove(0);
-                    done += 1;
+        let mut completed = 0;
+        loop {
+            let mut progress = Progress::default();
+            let waiting = self
+                .perform_all(contact, &mut record, &mut progress, catalog)
+                .await;
+            completed += progress.done.len();
+            record.lease = None;
+            match self.store.commit(contact, &record, &base, &[]).await {
+                Ok(_) => return waiting.map_or(Ok(completed), Err),
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let loaded = self.store.load(contact).await?;
+            let Some(mut fresh) = loaded.record else {
+                return Ok(completed);
+            };
+            fresh
+                .outbox
+                .retain(|entry| !progress.done.contains(&entry.id));
+            for entry in &mut fresh.outbox {
+                if let Some(rest) = progress.replaced.remove(&entry.id) {
+                    entry.effect = rest;
                 }
-                Ok(Performed::Then(rest)) => state.outbox[0] = rest,
+            }
+            for event in &progress.refusals {
+                if let Event::DeliveryFailed { run, .. } = event {
+                    fresh.outbox.retain(|e| e.effect.run() != *run);
+                }
+                let applied = engine::apply(&mut fresh.state, event, self.clock.now(), catalog);
+                fresh.record(applied.effects);
+            }
+            if let Some(e) = waiting {
+                fresh.lease = None;
+                let _ = self.store.commit(contact, &fresh, &loaded.base, &[]).await;
+                return Err(e);
+            }
+            if !self.take_lease(&mut fresh) {
+                // Our lease ran out and another executor took over: it performs the rest.
+                return Ok(completed);
+            }
+            record = fresh;
+            base = loaded.base;
+        }
+    }
+
+    /// Performs outbox entries in order. Returns the error that made it stop, if any.
+    async fn perform_all(
+        &self,
+        contact: &ContactId,
+        record: &mut ContactRecord,
+        progress: &mut Progress,
+        catalog: &Catalog,
+    ) -> Option<RuntimeError> {
+        while let Some(entry) = record.outbox.first().cloned() {
+            match self.perform(contact, entry.effect).await {
+                Ok(Performed::Done) => {
+                    record.outbox.remove(0);
+                    progress.done.push(entry.id);
+                }
+                Ok(Performed::Then(rest)) => {
+                    record.outbox[0].effect = rest.clone();
+                    progress.replaced.insert(entry.id, rest);
+                }
                 Err(Failed::Refused { run, reason }) => {
                     tracing::warn!(contact = %contact.log_ref(), run, %reason, "message refused by the channel");
                     // Nothing else of that run can be delivered or makes sense now.
-                    state.outbox.retain(|e| e.run() != run);
+                    for dropped in record.outbox.iter().filter(|e| e.effect.run() == run) {
+                        progress.done.push(dropped.id);
+                    }
+                    record.outbox.retain(|e| e.effect.run() != run);
                     let event = Event::DeliveryFailed { run, reason };
-                    let applied = engine::apply(&mut state, &event, self.clock.now(), catalog);
+                    let applied =
+                        engine::apply(&mut record.state, &event, self.clock.now(), catalog);
                     log_transition(contact, &event, &applied.transition);
-                    state.outbox.extend(applied.effects);
+                    record.record(applied.effects);
+                    progress.refusals.push(event);
                 }
-                Err(Failed::Retry(e)) => {
-                    waiting = Some(e);
-                    break;
-                }
+                Err(Failed::Retry(e)) => return Some(e),
             }
         }
-        match self.store.commit(contact, &state, version, &[]).await {
-            // A concurrent executor committed first: it holds the outbox now and performs
-            // what is left (a send may then go out twice, which at-least-once allows).
-            Ok(_) | Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e.into()),
-        }
-        match waiting {
-            Some(e) => Err(e),
-            None => Ok(done),
-        }
+        None
     }
 
     async fn perform(&self, contact: &ContactId, effect: Effect) -> Result<Performed, Failed> {

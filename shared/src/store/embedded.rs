@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::contact::ContactId;
-use crate::engine::{ContactState, TimerRef};
+use crate::engine::TimerRef;
 use crate::ports::{
-    Appended, InboxId, InboxItem, InboxStore, Loaded, StateStore, StoreError, WorkflowStore,
+    Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, Loaded, StateStore, StoreError,
+    WorkflowStore,
 };
 use crate::workflow::{PublishedWorkflow, Workflow};
 
-/// contact id -> `{"version": n, "state": ContactState}`
+/// contact id -> `{"version": n, "record": ContactRecord}`
 const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
 /// (contact id, arrival seq) -> InboxItem
 const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
@@ -39,9 +40,9 @@ pub struct EmbeddedStore {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct StoredState {
+struct StoredRecord {
     version: u64,
-    state: ContactState,
+    record: ContactRecord,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -222,27 +223,28 @@ impl StateStore for EmbeddedStore {
         let contact = contact.clone();
         self.blocking(move |s| {
             s.read(|txn| {
-                let stored: Option<StoredState> =
-                    match txn.open_table(CONTACTS)?.get(contact.as_str())? {
-                        Some(bytes) => Some(decode(bytes.value())?),
-                        None => None,
-                    };
-                let inbox_table = txn.open_table(INBOX)?;
+                let stored = match txn.open_table(CONTACTS)?.get(contact.as_str())? {
+                    Some(bytes) => Some(decode::<StoredRecord>(bytes.value())?),
+                    None => None,
+                };
+                let table = txn.open_table(INBOX)?;
                 let mut inbox = Vec::new();
-                for entry in
-                    inbox_table.range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))?
-                {
+                for entry in table.range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))? {
                     let (key, bytes) = entry?;
-                    let (_, seq) = key.value();
-                    inbox.push((InboxId(seq.to_string()), decode(bytes.value())?));
+                    inbox.push((InboxId(key.value().1.to_string()), decode(bytes.value())?));
                 }
-                let (state, version) = match stored {
-                    Some(s) => (Some(s.state), s.version),
+                // Consumed items are deleted at commit: nothing processed is still held.
+                let (record, version) = match stored {
+                    Some(s) => (Some(s.record), s.version),
                     None => (None, 0),
                 };
-                Ok(Loaded {
-                    state,
+                let base = Base {
                     version,
+                    processed: Vec::new(),
+                };
+                Ok(Loaded {
+                    record,
+                    base,
                     inbox,
                 })
             })
@@ -253,16 +255,17 @@ impl StateStore for EmbeddedStore {
     async fn commit(
         &self,
         contact: &ContactId,
-        state: &ContactState,
-        expected_version: u64,
+        record: &ContactRecord,
+        base: &Base,
         consumed: &[InboxId],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Base, StoreError> {
         let contact = contact.clone();
-        let bytes = encode(&StoredState {
-            version: expected_version + 1,
-            state: state.clone(),
+        let expected = base.version;
+        let bytes = encode(&StoredRecord {
+            version: expected + 1,
+            record: record.clone(),
         })?;
-        let outbox_empty = state.outbox.is_empty();
+        let outbox_empty = record.outbox.is_empty();
         let consumed: Vec<u64> = consumed
             .iter()
             .map(|id| id.0.parse().map_err(corrupt))
@@ -271,10 +274,10 @@ impl StateStore for EmbeddedStore {
             s.write(|txn| {
                 let mut contacts = txn.open_table(CONTACTS)?;
                 let current = match contacts.get(contact.as_str())? {
-                    Some(bytes) => decode::<StoredState>(bytes.value())?.version,
+                    Some(bytes) => decode::<StoredRecord>(bytes.value())?.version,
                     None => 0,
                 };
-                if current != expected_version {
+                if current != expected {
                     return Err(StoreError::Conflict);
                 }
                 contacts.insert(contact.as_str(), bytes.as_slice())?;
@@ -292,13 +295,19 @@ impl StateStore for EmbeddedStore {
                 } else {
                     pending.insert(contact.as_str(), 1)?;
                 }
-                Ok(expected_version + 1)
+                Ok(Base {
+                    version: expected + 1,
+                    processed: Vec::new(),
+                })
             })
         })
         .await
     }
+}
 
-    async fn contacts_with_pending_work(&self) -> Result<Vec<ContactId>, StoreError> {
+impl EmbeddedStore {
+    /// Contacts with inbox items or outbox effects left over (after a crash or a stop).
+    pub async fn contacts_with_pending_work(&self) -> Result<Vec<ContactId>, StoreError> {
         self.blocking(|s| {
             s.read(|txn| {
                 let pending = txn.open_table(PENDING)?;
