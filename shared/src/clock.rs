@@ -25,6 +25,34 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(ms))
     }
 
+    /// `YYYY-MM-DDTHH:MM:SS` in UTC, whole seconds rounded up (Scheduler's `at()` form).
+    pub fn utc_datetime_ceil(self) -> String {
+        let secs = self.0.div_euclid(1000) + i64::from(self.0.rem_euclid(1000) > 0);
+        let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            rest / 3600,
+            rest % 3600 / 60,
+            rest % 60
+        )
+    }
+
+    /// Parses `YYYY-MM-DDTHH:MM:SS` (UTC), as written by [`Timestamp::utc_datetime_ceil`].
+    pub fn parse_utc_datetime(text: &str) -> Option<Timestamp> {
+        let (date, time) = text.split_once('T')?;
+        let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+        let mut time = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+        let (y, m, d) = (date.next()??, date.next()??, date.next()??);
+        let (hh, mm, ss) = (time.next()??, time.next()??, time.next()??);
+        if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 59 {
+            return None;
+        }
+        Some(Timestamp::from_secs(
+            days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss,
+        ))
+    }
+
     /// Time from `self` until `later`, zero when `later` is not later.
     pub fn until(self, later: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(later.0 - self.0).unwrap_or(0))
@@ -67,5 +95,52 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.now_ms.load(Ordering::SeqCst))
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_datetimes_round_up_to_the_second_and_parse_back() {
+        assert_eq!(Timestamp(0).utc_datetime_ceil(), "1970-01-01T00:00:00");
+        assert_eq!(Timestamp(1).utc_datetime_ceil(), "1970-01-01T00:00:01");
+        // 2024-02-29T23:59:59.500Z, a leap day
+        let t = Timestamp(1_709_251_199_500);
+        assert_eq!(t.utc_datetime_ceil(), "2024-03-01T00:00:00");
+        assert_eq!(
+            Timestamp::parse_utc_datetime("2024-03-01T00:00:00"),
+            Some(Timestamp(1_709_251_200_000))
+        );
+        assert_eq!(
+            Timestamp::parse_utc_datetime("2026-12-01T21:30:05"),
+            Some(Timestamp(1_796_160_605_000))
+        );
+        assert_eq!(Timestamp::parse_utc_datetime("2026-13-01T00:00:00"), None);
+        assert_eq!(Timestamp::parse_utc_datetime("yesterday"), None);
     }
 }

@@ -8,10 +8,13 @@
 //! - [`runtime`]: the use cases every host calls (accept a webhook, run steps, fire a timeout);
 //! - [`local`]: the one-process host over the embedded store.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod channels;
 pub mod clock;
 pub mod contact;
 pub mod engine;
+pub mod http;
 pub mod local;
 pub mod ports;
 pub mod runtime;

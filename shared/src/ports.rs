@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::clock::Timestamp;
 use crate::contact::{Address, ContactId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 use crate::engine::{ContactState, Effect, Event, Inbound, OutboundMessage, TimerRef};
 use crate::workflow::{PublishedWorkflow, Workflow};
@@ -101,6 +102,9 @@ pub struct Base {
     /// 0 when nothing was ever committed for the contact.
     pub version: u64,
     pub processed: Vec<InboxId>,
+    /// Tags the store holds segment-index entries for (a store that indexes segments
+    /// apart from the record keeps them in step at commit).
+    pub indexed_tags: BTreeSet<String>,
 }
 
 /// A contact's committed record, what it builds on, and its unprocessed inbox in arrival order.

@@ -1,1 +1,16 @@
-fn main() {}
+//! `assent-step`: woken by the table's stream (new inbox items only); runs each contact's
+//! steps and answers with a partial batch response.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    assent::aws::init_logging();
+    let sdk = assent::aws::sdk_config().await;
+    let (runtime, store) = assent::aws::step_runtime(&sdk).await?;
+    let (runtime, store) = (&runtime, &store);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
+        assent::aws::step::handle(runtime, store, event).await
+    }))
+    .await
+}

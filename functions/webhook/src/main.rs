@@ -1,1 +1,11 @@
-fn main() {}
+//! `assent-webhook`: API Gateway HTTP API (v2) and Lambda function URL events for
+//! `/webhooks/{channel}`. Verifies, stores each inbound message once, answers; the
+//! table's stream wakes the step function.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    assent::aws::init_logging();
+    let sdk = assent::aws::sdk_config().await;
+    let runtime = assent::aws::webhook_runtime(&sdk)?;
+    lambda_http::run(assent::http::router(runtime)).await
+}

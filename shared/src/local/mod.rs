@@ -3,7 +3,6 @@
 //! store and fired by a loop here.
 
 mod doorbell;
-mod http;
 
 pub use doorbell::LocalDoorbell;
 
@@ -137,7 +136,7 @@ impl LocalApp {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), LocalError> {
         let timer_loop = tokio::spawn(self.clone().run_timers());
-        let router = http::router(self.clone());
+        let router = crate::http::router(Arc::new(self.clone()));
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -162,5 +161,12 @@ impl LocalApp {
                 _ = self.timers.changed() => {}
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::http::WebhookHost for LocalApp {
+    async fn accept_webhook(&self, channel: &str, request: WebhookRequest) -> WebhookResponse {
+        LocalApp::accept_webhook(self, channel, request).await
     }
 }

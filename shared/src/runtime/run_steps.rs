@@ -42,6 +42,10 @@ impl Runtime {
                 record.record(applied.effects);
             }
             let holds_lease = self.take_lease(&mut record);
+            if !holds_lease && consumed.is_empty() {
+                // Nothing new to record, and another executor is performing the outbox.
+                return Err(RuntimeError::Busy);
+            }
             let base = match self
                 .store
                 .commit(contact, &record, &loaded.base, &consumed)

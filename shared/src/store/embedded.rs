@@ -240,7 +240,7 @@ impl StateStore for EmbeddedStore {
                 };
                 let base = Base {
                     version,
-                    processed: Vec::new(),
+                    ..Base::default()
                 };
                 Ok(Loaded {
                     record,
@@ -297,7 +297,7 @@ impl StateStore for EmbeddedStore {
                 }
                 Ok(Base {
                     version: expected + 1,
-                    processed: Vec::new(),
+                    ..Base::default()
                 })
             })
         })

@@ -1,6 +1,10 @@
-//! Store adapters: [`EmbeddedStore`] (one redb file, for the local runner). The DynamoDB
-//! adapter implements the same ports for AWS.
+//! Store adapters: [`EmbeddedStore`] (one redb file, for the local runner) and, with the
+//! `aws` feature, `DynamoStore` (one DynamoDB table), behind the same ports.
 
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 mod embedded;
 
+#[cfg(feature = "aws")]
+pub use dynamodb::DynamoStore;
 pub use embedded::EmbeddedStore;

@@ -1,0 +1,470 @@
+//! The DynamoDB store: one table, every item of a contact in one partition, so that one
+//! Query loads the record, the inbox and the segment entries.
+//!
+//! | item | pk | sk | attributes |
+//! |---|---|---|---|
+//! | record | `c#{contact}` | `state` | `version`, `record` (JSON), `done` (string set of processed inbox sks) |
+//! | inbox item | `c#{contact}` | `in#{dedup key}` | `item` (JSON), `at` (ms), `expires` (TTL) |
+//! | segment entry | `c#{contact}` | `tag#{tag}` | `seg` = tag (the sparse GSI's key) |
+//! | parked record | `c#{contact}` | `parked#{stream seq}` | `error`, `at` |
+//! | workflow version | `workflows` | `{id}#v{version:010}` | `published` (JSON) |
+//!
+//! Writes are single-item: an inbox put conditional on the key being new (deduplication),
+//! and a record put conditional on its version (optimistic locking) that also marks the
+//! consumed inbox items processed. Inbox items stay until their TTL, so a provider retry
+//! within the window still meets its key.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ReturnConsumedCapacity, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
+};
+use std::collections::{BTreeSet, HashMap};
+
+use crate::clock::Timestamp;
+use crate::contact::ContactId;
+use crate::ports::{
+    Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, Loaded, StateStore, StoreError,
+    WorkflowStore,
+};
+use crate::workflow::{PublishedWorkflow, Workflow};
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const STATE_SK: &str = "state";
+pub const INBOX_PREFIX: &str = "in#";
+pub const TAG_PREFIX: &str = "tag#";
+pub const CONTACT_PREFIX: &str = "c#";
+const PARKED_PREFIX: &str = "parked#";
+const WORKFLOWS_PK: &str = "workflows";
+/// The TTL attribute (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "expires";
+/// The sparse GSI over segment entries: hash key `seg` (the tag), range key `pk`.
+pub const SEGMENT_INDEX: &str = "segments";
+pub const SEGMENT_KEY: &str = "seg";
+/// Inbox items outlive Meta's 7-day retry window by a day.
+const INBOX_TTL_SECONDS: i64 = 8 * 24 * 3600;
+/// The stream filter that makes only new inbox items ring the step function's doorbell.
+pub const STREAM_FILTER_PATTERN: &str =
+    r#"{"eventName":["INSERT"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"in#"}]}}}}"#;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn contact_pk(contact: &ContactId) -> String {
+    format!("{CONTACT_PREFIX}{contact}")
+}
+
+/// The contact a partition key belongs to, if it is a contact's.
+pub fn contact_from_pk(pk: &str) -> Option<ContactId> {
+    pk.strip_prefix(CONTACT_PREFIX).map(ContactId::from_stored)
+}
+
+fn unavailable<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata, R>(
+    e: &aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> bool {
+    e.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| StoreError::Corrupt(format!("item without `{name}`")))
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<i64, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("item without a number `{name}`")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Every item of a partition, following pagination. Strongly consistent: a commit
+    /// that builds on it must see the latest version.
+    async fn partition(
+        &self,
+        pk: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// Records a stream record that cannot be processed (its error is not retryable), so
+    /// that it stops blocking and stays visible.
+    pub async fn park(
+        &self,
+        contact: &ContactId,
+        record_id: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(contact_pk(contact)))
+            .item(SK, s(format!("{PARKED_PREFIX}{record_id}")))
+            .item("error", s(error))
+            .item("at", n(now.millis()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn put_segment_entry(&self, pk: &str, tag: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(pk))
+            .item(SK, s(format!("{TAG_PREFIX}{tag}")))
+            .item(SEGMENT_KEY, s(tag))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_segment_entry(&self, pk: &str, tag: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(pk))
+            .key(SK, s(format!("{TAG_PREFIX}{tag}")))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Creates the table as the infra template does (for tests and local emulators).
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| e.to_string())
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(|e| e.to_string())
+        };
+        let segments = GlobalSecondaryIndex::builder()
+            .index_name(SEGMENT_INDEX)
+            .key_schema(key(SEGMENT_KEY, KeyType::Hash)?)
+            .key_schema(key(PK, KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
+        client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute(PK)?)
+            .attribute_definitions(attribute(SK)?)
+            .attribute_definitions(attribute(SEGMENT_KEY)?)
+            .key_schema(key(PK, KeyType::Hash)?)
+            .key_schema(key(SK, KeyType::Range)?)
+            .global_secondary_indexes(segments)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewImage)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?;
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?;
+        Ok(())
+    }
+
+    /// Contacts in a segment (tagged `tag`), a page at a time from the sparse GSI.
+    pub async fn segment(&self, tag: &str, limit: i32) -> Result<Vec<ContactId>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(SEGMENT_INDEX)
+            .key_condition_expression("seg = :tag")
+            .expression_attribute_values(":tag", s(tag))
+            .limit(limit)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(page
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| text(item, PK).ok().and_then(contact_from_pk))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl InboxStore for DynamoStore {
+    async fn append(&self, contact: &ContactId, item: InboxItem) -> Result<Appended, StoreError> {
+        let expires = item.received_at.millis() / 1000 + INBOX_TTL_SECONDS;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(contact_pk(contact)))
+            .item(SK, s(format!("{INBOX_PREFIX}{}", item.key)))
+            .item("item", s(to_json(&item)?))
+            .item("at", n(item.received_at.millis()))
+            .item(TTL_ATTRIBUTE, n(expires))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Appended::New),
+            Err(e) if is_condition_failure(&e) => Ok(Appended::Duplicate),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for DynamoStore {
+    async fn load(&self, contact: &ContactId) -> Result<Loaded, StoreError> {
+        let items = self.partition(&contact_pk(contact)).await?;
+        let mut record = None;
+        let mut base = Base::default();
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        let mut inbox: Vec<(i64, InboxId, InboxItem)> = Vec::new();
+        for item in &items {
+            let sk = text(item, SK)?;
+            if sk == STATE_SK {
+                base.version = u64::try_from(number(item, "version")?).unwrap_or(0);
+                record = Some(json::<ContactRecord>(text(item, "record")?)?);
+                if let Some(AttributeValue::Ss(keys)) = item.get("done") {
+                    done = keys.iter().cloned().collect();
+                }
+            } else if let Some(tag) = sk.strip_prefix(TAG_PREFIX) {
+                base.indexed_tags.insert(tag.to_string());
+            } else if sk.starts_with(INBOX_PREFIX) {
+                let entry: InboxItem = json(text(item, "item")?)?;
+                inbox.push((number(item, "at")?, InboxId(sk.to_string()), entry));
+            }
+        }
+        inbox.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        // Keep only the processed keys whose items still exist: the rest expired.
+        let (processed, pending): (Vec<_>, Vec<_>) = inbox
+            .into_iter()
+            .partition(|(_, id, _)| done.contains(&id.0));
+        base.processed = processed.into_iter().map(|(_, id, _)| id).collect();
+        let inbox = pending
+            .into_iter()
+            .map(|(_, id, item)| (id, item))
+            .collect();
+        Ok(Loaded {
+            record,
+            base,
+            inbox,
+        })
+    }
+
+    async fn commit(
+        &self,
+        contact: &ContactId,
+        record: &ContactRecord,
+        base: &Base,
+        consumed: &[InboxId],
+    ) -> Result<Base, StoreError> {
+        let pk = contact_pk(contact);
+        let wanted = &record.state.profile.tags;
+        // Segment entries leave before the record says so and arrive after, so that a
+        // segment never lists a contact whose record does not carry the tag.
+        for gone in base.indexed_tags.difference(wanted) {
+            self.delete_segment_entry(&pk, gone).await?;
+        }
+        let processed: Vec<InboxId> = base.processed.iter().chain(consumed).cloned().collect();
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(&pk))
+            .item(SK, s(STATE_SK))
+            .item("version", n(base.version + 1))
+            .item("record", s(to_json(record)?))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        if !processed.is_empty() {
+            put = put.item(
+                "done",
+                AttributeValue::Ss(processed.iter().map(|id| id.0.clone()).collect()),
+            );
+        }
+        put = if base.version == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(base.version))
+        };
+        match put.send().await {
+            Ok(_) => {}
+            Err(e) if is_condition_failure(&e) => return Err(StoreError::Conflict),
+            Err(e) => return Err(unavailable(e)),
+        }
+        for added in wanted.difference(&base.indexed_tags) {
+            self.put_segment_entry(&pk, added).await?;
+        }
+        Ok(Base {
+            version: base.version + 1,
+            processed,
+            indexed_tags: wanted.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for DynamoStore {
+    async fn publish(
+        &self,
+        workflow: &Workflow,
+        now: Timestamp,
+    ) -> Result<PublishedWorkflow, StoreError> {
+        let latest = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :id)")
+            .expression_attribute_values(":pk", s(WORKFLOWS_PK))
+            .expression_attribute_values(":id", s(format!("{}#v", workflow.id)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let latest: Option<PublishedWorkflow> = match latest.items.unwrap_or_default().first() {
+            Some(item) => Some(json(text(item, "published")?)?),
+            None => None,
+        };
+        let digest = workflow.digest();
+        if let Some(latest) = latest.as_ref().filter(|l| l.digest == digest) {
+            return Ok(latest.clone());
+        }
+        let published = PublishedWorkflow {
+            id: workflow.id.clone(),
+            version: latest.map_or(1, |l| l.version + 1),
+            published_at: now,
+            digest,
+            definition: workflow.to_value(),
+        };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(WORKFLOWS_PK))
+            .item(
+                SK,
+                s(format!("{}#v{:010}", published.id, published.version)),
+            )
+            .item("published", s(to_json(&published)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(published),
+            // Someone published the same version number first: try again on top of it.
+            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn published(&self) -> Result<Vec<PublishedWorkflow>, StoreError> {
+        self.partition(WORKFLOWS_PK)
+            .await?
+            .iter()
+            .map(|item| json(text(item, "published")?))
+            .collect()
+    }
+}

@@ -1,0 +1,151 @@
+//! Shared by the integration tests: the AWS emulator, unique names, runtimes over a store.
+#![allow(dead_code)] // each test crate uses its own part of this
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use assent::channels::Channels;
+use assent::channels::whatsapp::sandbox::GraphSandbox;
+use assent::channels::whatsapp::{WhatsApp, WhatsAppConfig};
+use assent::ports::{Clock, Store, Timers};
+use assent::runtime::{Runtime, RuntimeConfig};
+use assent::workflow::{Workflow, template};
+
+pub const SECRET: &str = "test-app-secret";
+pub const PHONE_NUMBER_ID: &str = "106540352242922";
+
+/// A name no other test (or earlier run against the same emulator) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn consent_workflow(timeout_seconds: u64) -> Workflow {
+    let params = BTreeMap::from([
+        (
+            "policy_url".to_string(),
+            "https://example.com/privacy".to_string(),
+        ),
+        ("timeout_seconds".to_string(), timeout_seconds.to_string()),
+    ]);
+    template::build(template::REQUEST_CONSENT_PRIVACY, &params).unwrap()
+}
+
+pub async fn sandbox() -> GraphSandbox {
+    GraphSandbox::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+pub fn whatsapp(sandbox: &GraphSandbox) -> Channels {
+    let whatsapp = WhatsApp::new(WhatsAppConfig {
+        app_secret: Some(SECRET.into()),
+        verify_token: Some("verify".into()),
+        access_token: "token".into(),
+        api_base: sandbox.base_url(),
+    })
+    .unwrap();
+    Channels::default().with(Arc::new(whatsapp))
+}
+
+/// A runtime over `store` with the consent template published and active.
+pub async fn runtime(
+    store: Arc<dyn Store>,
+    timers: Arc<dyn Timers>,
+    channels: Channels,
+    clock: Arc<dyn Clock>,
+) -> Arc<Runtime> {
+    let config = RuntimeConfig {
+        send_backoff: Duration::from_millis(10),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Arc::new(Runtime::new(store, timers, channels, clock, config));
+    runtime
+        .publish_and_activate(&consent_workflow(300))
+        .await
+        .unwrap();
+    runtime
+}
+
+#[cfg(feature = "aws")]
+pub mod aws {
+    use assent::aws::meter::Meter;
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_sdk_dynamodb::config::Credentials;
+
+    /// The local AWS emulator that `./scripts/test` starts.
+    pub fn endpoint() -> String {
+        std::env::var("ASSENT_TEST_AWS_ENDPOINT").expect(
+            "ASSENT_TEST_AWS_ENDPOINT is not set: run ./scripts/test, which starts the local AWS emulator",
+        )
+    }
+
+    pub async fn sdk() -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .load()
+            .await
+    }
+
+    pub fn dynamodb(sdk: &SdkConfig, meter: &Meter) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .interceptor(meter.clone())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    pub fn scheduler(sdk: &SdkConfig, meter: &Meter) -> aws_sdk_scheduler::Client {
+        let config = aws_sdk_scheduler::config::Builder::from(sdk)
+            .interceptor(meter.clone())
+            .build();
+        aws_sdk_scheduler::Client::from_conf(config)
+    }
+
+    pub fn streams(sdk: &SdkConfig) -> aws_sdk_dynamodbstreams::Client {
+        aws_sdk_dynamodbstreams::Client::new(sdk)
+    }
+
+    /// A fresh table, as the infra template makes it.
+    pub async fn table(client: &aws_sdk_dynamodb::Client) -> String {
+        let name = super::unique("assent");
+        assent::store::DynamoStore::create_table(client, &name)
+            .await
+            .unwrap();
+        name
+    }
+
+    /// A fresh schedule group (the emulator refuses schedules in a missing one).
+    pub async fn schedule_group(client: &aws_sdk_scheduler::Client) -> String {
+        let name = super::unique("assent");
+        client
+            .create_schedule_group()
+            .name(&name)
+            .send()
+            .await
+            .unwrap();
+        name
+    }
+
+    pub fn scheduler_config(group: &str) -> assent::timers::scheduler::SchedulerConfig {
+        assent::timers::scheduler::SchedulerConfig {
+            group: group.to_string(),
+            target_arn: "arn:aws:lambda:us-east-1:123456789012:function:assent-timeout".into(),
+            role_arn: "arn:aws:iam::123456789012:role/assent-scheduler".into(),
+            dead_letter_arn: Some("arn:aws:sqs:us-east-1:123456789012:assent-timeout-dlq".into()),
+            max_retries: 10,
+            max_event_age_seconds: 3600,
+        }
+    }
+}
