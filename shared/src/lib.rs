@@ -16,6 +16,7 @@ pub mod contact;
 pub mod engine;
 pub mod http;
 pub mod local;
+pub mod logging;
 pub mod ports;
 pub mod runtime;
 pub mod store;

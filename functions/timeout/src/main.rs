@@ -5,7 +5,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    assent::aws::init_logging();
+    assent::logging::init(false); // CloudWatch stamps each line
     let sdk = assent::aws::sdk_config().await;
     let runtime = assent::aws::timeout_runtime(&sdk)?;
     let runtime = &runtime;

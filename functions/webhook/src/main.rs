@@ -4,7 +4,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    assent::aws::init_logging();
+    assent::logging::init(false); // CloudWatch stamps each line
     let sdk = assent::aws::sdk_config().await;
     let runtime = assent::aws::webhook_runtime(&sdk)?;
     lambda_http::run(assent::http::router(runtime)).await

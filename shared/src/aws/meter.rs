@@ -26,12 +26,16 @@ pub struct Usage {
     pub reported: f64,
     /// Capacity units by the billing rules, from item sizes.
     pub estimated: f64,
+    /// The sum, call by call, of the larger of the two.
+    pub units: f64,
 }
 
-impl Usage {
-    pub fn units(&self) -> f64 {
-        self.reported.max(self.estimated)
-    }
+/// A call's estimate, carried from the request hook to the response hook.
+#[derive(Clone, Copy, Debug)]
+struct Estimate(f64);
+
+impl aws_smithy_types::config_bag::Storable for Estimate {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
 }
 
 /// Usage by `Service.Operation`, e.g. `DynamoDB.PutItem`.
@@ -65,7 +69,7 @@ pub fn totals(before: &BTreeMap<String, Usage>, after: &BTreeMap<String, Usage>)
     let mut t = Totals::default();
     for (operation, now) in after {
         let was = before.get(operation).copied().unwrap_or_default();
-        let units = now.units() - was.units();
+        let units = now.units - was.units;
         let calls = now.calls - was.calls;
         match operation.split_once('.') {
             Some(("Scheduler", _)) => t.scheduler_calls += calls,
@@ -133,10 +137,8 @@ impl Intercept for Meter {
             }
             _ => 0.0,
         };
-        self.add(operation, |u| {
-            u.calls += 1;
-            u.estimated += estimated;
-        });
+        cfg.interceptor_state().store_put(Estimate(estimated));
+        self.add(operation, |u| u.calls += 1);
         Ok(())
     }
 
@@ -160,24 +162,27 @@ impl Intercept for Meter {
                 .sum(),
             single => single["CapacityUnits"].as_f64().unwrap_or(0.0),
         };
-        let estimated = match operation.as_str() {
-            "DynamoDB.Query" | "DynamoDB.Scan" => {
-                let bytes: usize = response["Items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(item_size)
-                    .sum();
-                (bytes as f64 / 4096.0).ceil().max(1.0)
-            }
-            "DynamoDB.GetItem" => (item_size(&response["Item"]) as f64 / 4096.0)
-                .ceil()
-                .max(1.0),
-            _ => 0.0,
-        };
+        let sent = cfg.load::<Estimate>().map_or(0.0, |e| e.0);
+        let estimated = sent
+            + match operation.as_str() {
+                "DynamoDB.Query" | "DynamoDB.Scan" => {
+                    let bytes: usize = response["Items"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(item_size)
+                        .sum();
+                    (bytes as f64 / 4096.0).ceil().max(1.0)
+                }
+                "DynamoDB.GetItem" => (item_size(&response["Item"]) as f64 / 4096.0)
+                    .ceil()
+                    .max(1.0),
+                _ => 0.0,
+            };
         self.add(operation, |u| {
             u.reported += reported;
             u.estimated += estimated;
+            u.units += reported.max(estimated);
         });
         Ok(())
     }

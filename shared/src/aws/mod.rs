@@ -55,18 +55,6 @@ pub async fn sdk_config() -> SdkConfig {
     aws_config::load_defaults(BehaviorVersion::latest()).await
 }
 
-/// JSON log lines, as CloudWatch Logs likes them. ASSENT_LOG sets the filter.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ASSENT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .without_time() // CloudWatch stamps each line
-        .init();
-}
-
 /// ASSENT_TABLE.
 pub fn store_from_env(sdk: &SdkConfig) -> Result<DynamoStore, SetupError> {
     Ok(DynamoStore::new(

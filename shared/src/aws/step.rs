@@ -1,21 +1,31 @@
 //! The step function's handler: a DynamoDB stream batch in, a partial batch response out.
 //! A record is only a doorbell for its contact; each contact in the batch is run once.
+//!
+//! A contact that fails with a retryable error has its records reported as failures, so
+//! Lambda retries them. Once a failing record is older than [`PARK_AFTER`], or at once if
+//! retrying cannot help, it is parked instead: a `parked#` item with the error is written
+//! and the record is reported done, so it stops blocking the shard. Parking loses nothing:
+//! the contact's inbox items and outbox stay in the table and run at its next event.
 
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
 
-use crate::clock::SystemClock;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
 use crate::contact::ContactId;
-use crate::ports::Clock;
 use crate::runtime::Runtime;
 use crate::store::DynamoStore;
 use crate::store::dynamodb::{INBOX_PREFIX, contact_from_pk};
 
-/// One contact's doorbell records in the batch (stream sequence numbers).
+/// How long a record may keep failing before it is parked.
+pub const PARK_AFTER: Duration = Duration::from_secs(3600);
+
+/// One contact's doorbell records in the batch (stream sequence number, created at).
 struct Rung {
     contact: ContactId,
-    records: Vec<String>,
+    records: Vec<(String, Timestamp)>,
 }
 
 pub async fn handle(
@@ -26,6 +36,12 @@ pub async fn handle(
     let mut rungs: Vec<Rung> = Vec::new();
     for record in event.payload.records {
         let sequence = record.change.sequence_number.clone().unwrap_or_default();
+        let created = Timestamp(
+            record
+                .change
+                .approximate_creation_date_time
+                .timestamp_millis(),
+        );
         let keys = serde_json::to_value(&record.change.keys).unwrap_or_default();
         let (Some(pk), Some(sk)) = (keys["pk"]["S"].as_str(), keys["sk"]["S"].as_str()) else {
             tracing::warn!(record = %sequence, "stream record without keys: skipped");
@@ -35,32 +51,33 @@ pub async fn handle(
             continue; // not an inbox item: the event source filter should have dropped it
         };
         match rungs.iter_mut().find(|r| r.contact == contact) {
-            Some(rung) => rung.records.push(sequence),
+            Some(rung) => rung.records.push((sequence, created)),
             None => rungs.push(Rung {
                 contact,
-                records: vec![sequence],
+                records: vec![(sequence, created)],
             }),
         }
     }
     let mut failures = Vec::new();
     for rung in rungs {
-        match runtime.run_steps(&rung.contact).await {
-            Ok(_) => {}
-            Err(e) if e.is_retryable() => {
+        let Err(e) = runtime.run_steps(&rung.contact).await else {
+            continue;
+        };
+        let now = runtime.now();
+        for (record, created) in &rung.records {
+            let give_up = !e.is_retryable() || created.plus(PARK_AFTER) <= now;
+            if !give_up {
                 tracing::warn!(contact = %rung.contact.log_ref(), error = %e, "will be retried");
-                failures.extend(rung.records);
+                failures.push(record.clone());
+                continue;
             }
-            Err(e) => {
-                // Retrying cannot help: park it with its error instead of blocking the shard.
-                tracing::error!(contact = %rung.contact.log_ref(), error = %e, "parked");
-                for record in &rung.records {
-                    let parked = store
-                        .park(&rung.contact, record, &e.to_string(), SystemClock.now())
-                        .await;
-                    if parked.is_err() {
-                        failures.push(record.clone());
-                    }
-                }
+            tracing::error!(contact = %rung.contact.log_ref(), error = %e, record = %record, "parked");
+            if store
+                .park(&rung.contact, record, &e.to_string(), now)
+                .await
+                .is_err()
+            {
+                failures.push(record.clone());
             }
         }
     }

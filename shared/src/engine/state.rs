@@ -23,8 +23,11 @@ pub struct ContactState {
 pub struct Profile {
     /// Where the contact last wrote from and to: replies go there.
     pub address: Option<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub tags: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, String>,
 }
 
@@ -57,14 +60,18 @@ pub struct Run {
     /// What the run is waiting for, if anything.
     pub wait: Option<Wait>,
     /// Times each jump_to step was followed in this run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub jumps: BTreeMap<String, u32>,
     /// Questions sent in this run (first asks and re-asks).
     pub asks: u32,
     /// The option id of the last matched answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_answer: Option<String>,
     /// How the run would end if it ended now; becomes `outcome` when it does.
     pub pending_outcome: RunOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<RunOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
 }
 

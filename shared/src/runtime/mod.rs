@@ -96,6 +96,11 @@ impl Runtime {
         }
     }
 
+    /// The runtime's clock reading (hosts use it for their own bookkeeping).
+    pub fn now(&self) -> crate::clock::Timestamp {
+        self.clock.now()
+    }
+
     pub fn channels(&self) -> &Channels {
         &self.channels
     }

@@ -3,11 +3,14 @@
 //!
 //! | item | pk | sk | attributes |
 //! |---|---|---|---|
-//! | record | `c#{contact}` | `state` | `version`, `record` (JSON), `done` (string set of processed inbox sks) |
+//! | record | `c#{contact}` | `state` | `version`, `record` (deflated JSON), `done` (string set of processed inbox sks) |
 //! | inbox item | `c#{contact}` | `in#{dedup key}` | `item` (JSON), `at` (ms), `expires` (TTL) |
 //! | segment entry | `c#{contact}` | `tag#{tag}` | `seg` = tag (the sparse GSI's key) |
 //! | parked record | `c#{contact}` | `parked#{stream seq}` | `error`, `at` |
 //! | workflow version | `workflows` | `{id}#v{version:010}` | `published` (JSON) |
+//!
+//! The record is stored deflated: JSON compresses to about half, which keeps a record with
+//! its outbox (message texts) under the 1 KiB of one write unit.
 //!
 //! Writes are single-item: an inbox put conditional on the key being new (deduplication),
 //! and a record put conditional on its version (optimistic locking) that also marks the
@@ -112,6 +115,25 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+fn deflated(record: &ContactRecord) -> Result<AttributeValue, StoreError> {
+    let json = to_json(record)?;
+    let packed = miniz_oxide::deflate::compress_to_vec(json.as_bytes(), 6);
+    Ok(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+        packed,
+    )))
+}
+
+fn inflated(item: &HashMap<String, AttributeValue>) -> Result<ContactRecord, StoreError> {
+    let packed = item
+        .get("record")
+        .and_then(|v| v.as_b().ok())
+        .ok_or_else(|| StoreError::Corrupt("record without `record`".into()))?;
+    // A record is far below DynamoDB's 400 KB item limit; refuse anything that inflates past it.
+    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(packed.as_ref(), 4 << 20)
+        .map_err(|e| StoreError::Corrupt(format!("record does not inflate: {e:?}")))?;
+    serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
         DynamoStore {
@@ -170,6 +192,22 @@ impl DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// The parked records of a contact: (stream record id, error).
+    pub async fn parked(&self, contact: &ContactId) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .partition(&contact_pk(contact))
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let id = text(item, SK)
+                    .ok()?
+                    .strip_prefix(PARKED_PREFIX)?
+                    .to_string();
+                Some((id, text(item, "error").ok()?.to_string()))
+            })
+            .collect())
     }
 
     async fn put_segment_entry(&self, pk: &str, tag: &str) -> Result<(), StoreError> {
@@ -322,7 +360,7 @@ impl StateStore for DynamoStore {
             let sk = text(item, SK)?;
             if sk == STATE_SK {
                 base.version = u64::try_from(number(item, "version")?).unwrap_or(0);
-                record = Some(json::<ContactRecord>(text(item, "record")?)?);
+                record = Some(inflated(item)?);
                 if let Some(AttributeValue::Ss(keys)) = item.get("done") {
                     done = keys.iter().cloned().collect();
                 }
@@ -372,7 +410,7 @@ impl StateStore for DynamoStore {
             .item(PK, s(&pk))
             .item(SK, s(STATE_SK))
             .item("version", n(base.version + 1))
-            .item("record", s(to_json(record)?))
+            .item("record", deflated(record)?)
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         if !processed.is_empty() {
             put = put.item(

@@ -113,6 +113,17 @@ pub mod aws {
         aws_sdk_scheduler::Client::from_conf(config)
     }
 
+    /// A client for set-up calls that should not count against a budget.
+    pub fn dynamodb_without_meter() -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
     pub fn streams(sdk: &SdkConfig) -> aws_sdk_dynamodbstreams::Client {
         aws_sdk_dynamodbstreams::Client::new(sdk)
     }

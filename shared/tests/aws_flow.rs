@@ -1,0 +1,582 @@
+//! The consent flow wired as AWS wires it, over the AWS wire protocol against the local
+//! emulator: API Gateway v2 events into the webhook router, the stream records the table
+//! really produced into the step handler (filtered as the event source mapping filters
+//! them), and schedules read back from the Scheduler and fired at their time into the
+//! timeout handler. Also the cost budget per accepted flow.
+#![cfg(feature = "aws")]
+
+mod support;
+
+use aws_sdk_dynamodbstreams::types::AttributeValue as StreamValue;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tower::ServiceExt;
+
+use assent::aws::meter::{self, Meter};
+use assent::channels::whatsapp::sandbox::{self, GraphSandbox, SentMessage};
+use assent::channels::whatsapp::sign;
+use assent::clock::{ManualClock, Timestamp};
+use assent::contact::ContactId;
+use assent::ports::{Clock, StateStore};
+use assent::runtime::Runtime;
+use assent::store::DynamoStore;
+use assent::store::dynamodb::STREAM_FILTER_PATTERN;
+use assent::timers::scheduler::TimeoutInput;
+use assent::timers::{Disabled, SchedulerTimers};
+use support::aws;
+
+/// The budget per accepted flow (hello, the question, the tap, the acknowledgement).
+/// Reasoned minimum: 2 inbox puts + 2 decision commits + 1 segment entry (+1 for its GSI
+/// write) = 6 WRU; this design adds 2 commits that record performed effects = 8.
+const WRU_BUDGET: f64 = 8.0;
+/// Two strongly consistent partition queries (one per inbound message) under 4 KiB each.
+const RRU_BUDGET: f64 = 4.0;
+
+struct Stack {
+    sandbox: GraphSandbox,
+    clock: Arc<ManualClock>,
+    meter: Meter,
+    store: DynamoStore,
+    streams: aws_sdk_dynamodbstreams::Client,
+    /// Unmetered: the harness's own calls (list, get, delete as the service would) are not
+    /// the product's.
+    harness: aws_sdk_scheduler::Client,
+    group: String,
+    table: String,
+    shard: Mutex<Option<String>>,
+    webhook: axum::Router,
+    step: Arc<Runtime>,
+    timeout: Arc<Runtime>,
+    messages: std::sync::atomic::AtomicU64,
+}
+
+impl Stack {
+    async fn new() -> Stack {
+        let sdk = aws::sdk().await;
+        let meter = Meter::default();
+        let dynamodb = aws::dynamodb(&sdk, &meter);
+        let table = aws::table(&dynamodb).await;
+        let store = DynamoStore::new(dynamodb, &table);
+        let scheduler = aws::scheduler(&sdk, &meter);
+        let group = aws::schedule_group(&scheduler).await;
+        let sandbox = support::sandbox().await;
+        let clock = Arc::new(ManualClock::starting_at(Timestamp(1_796_160_000_000)));
+        let webhook_runtime = Arc::new(Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(Disabled),
+            support::whatsapp(&sandbox),
+            clock.clone(),
+            Default::default(),
+        ));
+        let timers = SchedulerTimers::new(
+            scheduler.clone(),
+            aws::scheduler_config(&group),
+            Arc::new(store.clone()),
+            clock.clone(),
+        );
+        let step = support::runtime(
+            Arc::new(store.clone()),
+            Arc::new(timers),
+            support::whatsapp(&sandbox),
+            clock.clone(),
+        )
+        .await;
+        let timeout = Arc::new(Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(Disabled),
+            Default::default(),
+            clock.clone(),
+            Default::default(),
+        ));
+        Stack {
+            sandbox,
+            clock,
+            meter,
+            store,
+            streams: aws::streams(&sdk),
+            harness: aws::scheduler(&sdk, &Meter::default()),
+            group,
+            table,
+            shard: Mutex::new(None),
+            webhook: assent::http::router(webhook_runtime),
+            step,
+            timeout,
+            messages: Default::default(),
+        }
+    }
+
+    /// POSTs a signed WhatsApp body as an API Gateway HTTP API (v2) event.
+    async fn post(&self, wa_id: &str, message: Value) -> u16 {
+        let n = self
+            .messages
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = sandbox::meta_json(&sandbox::message_webhook(
+            support::PHONE_NUMBER_ID,
+            wa_id,
+            "Zoë",
+            &format!("wamid.aws.{n}"),
+            1_796_160_000,
+            message,
+        ));
+        let event = json!({
+            "version": "2.0", "routeKey": "POST /webhooks/{channel}", "rawPath": "/webhooks/whatsapp", "rawQueryString": "",
+            "headers": {"content-type": "application/json", "x-hub-signature-256": sign(support::SECRET, body.as_bytes())},
+            "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
+                "http": {"method": "POST", "path": "/webhooks/whatsapp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "facebookexternalua"},
+                "requestId": "r", "routeKey": "POST /webhooks/{channel}", "stage": "$default", "time": "01/Dec/2026:21:00:00 +0000", "timeEpoch": 1_796_160_000_000_i64},
+            "pathParameters": {"channel": "whatsapp"}, "body": body, "isBase64Encoded": false
+        });
+        let request =
+            lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event");
+        let response = self.webhook.clone().oneshot(request).await.unwrap();
+        response.status().as_u16()
+    }
+
+    /// Delivers every new stream record to the step handler, as the event source mapping
+    /// would (same filter), until the stream is quiet. Returns how many were delivered.
+    async fn pump(&self) -> usize {
+        let mut delivered = 0;
+        loop {
+            let batch = self.new_records().await;
+            if batch.is_empty() {
+                return delivered;
+            }
+            delivered += batch.len();
+            assert!(self.deliver(batch).await.is_empty(), "no record failed");
+        }
+    }
+
+    /// New stream records that pass the event source mapping's filter.
+    async fn new_records(&self) -> Vec<Value> {
+        let mut batch = Vec::new();
+        loop {
+            let records = self.read_stream().await;
+            if records.is_empty() {
+                return batch;
+            }
+            batch.extend(records.into_iter().filter(passes_filter));
+        }
+    }
+
+    /// One batch into the step handler; returns the sequence numbers it reported failed.
+    async fn deliver(&self, batch: Vec<Value>) -> Vec<String> {
+        let event: aws_lambda_events::event::dynamodb::Event =
+            serde_json::from_value(json!({"Records": batch})).unwrap();
+        let response = assent::aws::step::handle(
+            &self.step,
+            &self.store,
+            lambda_runtime::LambdaEvent::new(event, Default::default()),
+        )
+        .await
+        .unwrap();
+        response
+            .batch_item_failures
+            .into_iter()
+            .filter_map(|f| f.item_identifier)
+            .collect()
+    }
+
+    async fn read_stream(&self) -> Vec<Value> {
+        let mut shard = self.shard.lock().await;
+        if shard.is_none() {
+            let table = self
+                .store_client()
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .unwrap();
+            let arn = table.table.unwrap().latest_stream_arn.unwrap();
+            let stream = self
+                .streams
+                .describe_stream()
+                .stream_arn(&arn)
+                .send()
+                .await
+                .unwrap();
+            let shard_id = stream.stream_description.unwrap().shards.unwrap()[0]
+                .shard_id
+                .clone()
+                .unwrap();
+            let iterator = self
+                .streams
+                .get_shard_iterator()
+                .stream_arn(&arn)
+                .shard_id(shard_id)
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap();
+            *shard = iterator.shard_iterator;
+        }
+        let page = self
+            .streams
+            .get_records()
+            .shard_iterator(shard.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+        *shard = page.next_shard_iterator;
+        page.records
+            .unwrap_or_default()
+            .iter()
+            .map(lambda_record)
+            .collect()
+    }
+
+    fn store_client(&self) -> aws_sdk_dynamodb::Client {
+        aws::dynamodb_without_meter()
+    }
+
+    /// Fires the schedules that are due by the clock into the timeout handler, and
+    /// deletes them as ActionAfterCompletion DELETE would. Returns the schedules checked.
+    async fn fire_due(&self) -> Vec<aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput> {
+        let listed = self
+            .harness
+            .list_schedules()
+            .group_name(&self.group)
+            .send()
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        for summary in listed.schedules {
+            let name = summary.name.unwrap();
+            let schedule = self
+                .harness
+                .get_schedule()
+                .name(&name)
+                .group_name(&self.group)
+                .send()
+                .await
+                .unwrap();
+            let expression = schedule.schedule_expression.clone().unwrap();
+            let at = expression
+                .strip_prefix("at(")
+                .and_then(|e| e.strip_suffix(')'))
+                .and_then(Timestamp::parse_utc_datetime)
+                .unwrap();
+            if self.clock.now() >= at {
+                let input: TimeoutInput = serde_json::from_str(
+                    schedule.target.as_ref().unwrap().input.as_deref().unwrap(),
+                )
+                .unwrap();
+                assent::aws::timeout::handle(
+                    &self.timeout,
+                    lambda_runtime::LambdaEvent::new(input, Default::default()),
+                )
+                .await
+                .unwrap();
+                self.harness
+                    .delete_schedule()
+                    .name(&name)
+                    .group_name(&self.group)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            seen.push(schedule);
+        }
+        seen
+    }
+
+    fn sent_to(&self, wa_id: &str) -> Vec<SentMessage> {
+        self.sandbox
+            .sent()
+            .into_iter()
+            .filter(|m| m.to() == wa_id)
+            .collect()
+    }
+
+    async fn record(&self, wa_id: &str) -> assent::ports::ContactRecord {
+        self.store
+            .load(&ContactId::new("whatsapp", wa_id))
+            .await
+            .unwrap()
+            .record
+            .unwrap()
+    }
+}
+
+/// The event source mapping's filter (STREAM_FILTER_PATTERN), applied to a record.
+fn passes_filter(record: &Value) -> bool {
+    let pattern: Value = serde_json::from_str(STREAM_FILTER_PATTERN).unwrap();
+    let names = pattern["eventName"].as_array().unwrap();
+    let prefix = pattern["dynamodb"]["Keys"]["sk"]["S"][0]["prefix"]
+        .as_str()
+        .unwrap();
+    names.contains(&record["eventName"])
+        && record["dynamodb"]["Keys"]["sk"]["S"]
+            .as_str()
+            .is_some_and(|sk| sk.starts_with(prefix))
+}
+
+/// A DynamoDB Streams record in the shape Lambda hands to a function.
+fn lambda_record(record: &aws_sdk_dynamodbstreams::types::Record) -> Value {
+    let change = record.dynamodb.as_ref().unwrap();
+    json!({
+        "eventID": record.event_id, "eventName": record.event_name.as_ref().map(|n| n.as_str()),
+        "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": change.approximate_creation_date_time.map(|t| t.secs()).unwrap_or(0),
+            "Keys": attributes(change.keys.as_ref()), "NewImage": attributes(change.new_image.as_ref()),
+            "SequenceNumber": change.sequence_number, "SizeBytes": change.size_bytes.unwrap_or(0), "StreamViewType": "NEW_IMAGE"
+        }
+    })
+}
+
+fn attributes(map: Option<&HashMap<String, StreamValue>>) -> Value {
+    let convert = |v: &StreamValue| match v {
+        StreamValue::S(s) => json!({"S": s}),
+        StreamValue::N(n) => json!({"N": n}),
+        StreamValue::Ss(list) => json!({"SS": list}),
+        _ => json!({"NULL": true}),
+    };
+    Value::Object(
+        map.into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), convert(v)))
+            .collect(),
+    )
+}
+
+fn agree() -> Value {
+    sandbox::button_reply("agree", "AGREE & PROCEED")
+}
+
+#[tokio::test]
+async fn accept_within_the_cost_budget() {
+    let stack = Stack::new().await;
+    let a = "4915100000001";
+    let before = stack.meter.snapshot();
+    assert_eq!(stack.post(a, sandbox::text("Hello")).await, 200);
+    assert!(stack.pump().await >= 1);
+    let schedules = stack.fire_due().await;
+    assert_eq!(schedules.len(), 1, "one schedule for the question");
+    let schedule = &schedules[0];
+    assert_eq!(
+        schedule
+            .flexible_time_window
+            .as_ref()
+            .unwrap()
+            .mode
+            .as_str(),
+        "OFF"
+    );
+    assert_eq!(
+        schedule
+            .action_after_completion
+            .as_ref()
+            .map(|a| a.as_str()),
+        Some("DELETE")
+    );
+    assert_eq!(
+        schedule.schedule_expression_timezone.as_deref(),
+        Some("UTC")
+    );
+    let deadline = stack.clock.now().plus(Duration::from_secs(300));
+    assert_eq!(
+        schedule.schedule_expression.as_deref(),
+        Some(format!("at({})", deadline.utc_datetime_ceil()).as_str())
+    );
+    let target = schedule.target.as_ref().unwrap();
+    assert!(target.arn.ends_with(":function:assent-timeout"));
+    assert!(target.dead_letter_config.is_some() && target.retry_policy.is_some());
+
+    assert_eq!(stack.post(a, agree()).await, 200);
+    stack.pump().await;
+    let after = stack.meter.snapshot();
+
+    let sent = stack.sent_to(a);
+    assert_eq!(sent.len(), 3, "link, question, acknowledgement");
+    assert!(sent[2].text().starts_with("Thank you"));
+    assert!(
+        stack.fire_due().await.is_empty(),
+        "the answered question's schedule was deleted"
+    );
+    assert!(
+        stack
+            .record(a)
+            .await
+            .state
+            .profile
+            .tags
+            .contains("Consent: Privacy")
+    );
+    assert_eq!(
+        stack.store.segment("Consent: Privacy", 10).await.unwrap(),
+        vec![ContactId::new("whatsapp", a)]
+    );
+
+    let t = meter::totals(&before, &after);
+    println!(
+        "accepted flow: {:.1} WRU, {:.1} RRU, {} DynamoDB calls, {} Scheduler calls (budget {WRU_BUDGET} WRU, {RRU_BUDGET} RRU)",
+        t.write_units, t.read_units, t.dynamodb_calls, t.scheduler_calls
+    );
+    for (operation, usage) in &after {
+        println!("  {operation}: {usage:?}");
+    }
+    assert!(
+        t.write_units <= WRU_BUDGET,
+        "{} WRU over the budget of {WRU_BUDGET}",
+        t.write_units
+    );
+    assert!(
+        t.read_units <= RRU_BUDGET,
+        "{} RRU over the budget of {RRU_BUDGET}",
+        t.read_units
+    );
+    assert_eq!(
+        t.scheduler_calls, 2,
+        "create the question's schedule, delete it after the answer"
+    );
+}
+
+#[tokio::test]
+async fn four_invalid_answers_fail_and_close() {
+    let stack = Stack::new().await;
+    let b = "4915100000002";
+    stack.post(b, sandbox::text("Hello")).await;
+    stack.pump().await;
+    for answer in ["yes", "ok", "sure", "👍"] {
+        assert_eq!(stack.post(b, sandbox::text(answer)).await, 200);
+        stack.pump().await;
+    }
+    let sent = stack.sent_to(b);
+    let questions = sent
+        .iter()
+        .filter(|m| m.body["type"] == "interactive")
+        .count();
+    assert_eq!(questions, 4, "1 ask + 3 re-asks");
+    assert!(
+        sent.last()
+            .unwrap()
+            .text()
+            .starts_with("We could not record your consent")
+    );
+    let record = stack.record(b).await;
+    assert!(record.state.conversation.is_none(), "closed");
+    assert!(!record.state.profile.tags.contains("Consent: Privacy"));
+    assert!(
+        stack.fire_due().await.is_empty(),
+        "every re-ask's schedule was deleted"
+    );
+}
+
+#[tokio::test]
+async fn silence_times_out_through_the_scheduler() {
+    let stack = Stack::new().await;
+    let c = "4915100000003";
+    stack.post(c, sandbox::text("Hello")).await;
+    stack.pump().await;
+    stack.clock.advance(Duration::from_secs(299));
+    stack.fire_due().await;
+    stack.pump().await;
+    assert_eq!(stack.sent_to(c).len(), 2, "not yet");
+    stack.clock.advance(Duration::from_secs(2));
+    assert_eq!(stack.fire_due().await.len(), 1);
+    stack.pump().await;
+    let sent = stack.sent_to(c);
+    assert_eq!(sent.len(), 3);
+    assert!(
+        sent[2]
+            .text()
+            .starts_with("We did not get your answer in time")
+    );
+    assert!(stack.record(c).await.state.conversation.is_none());
+    assert!(
+        stack.fire_due().await.is_empty(),
+        "fired schedules are gone"
+    );
+    // The same fire delivered twice (a scheduler retry) changes nothing.
+    let input = TimeoutInput {
+        contact: format!("whatsapp:{c}"),
+        run: 1,
+        wait_seq: 1,
+    };
+    assent::aws::timeout::handle(
+        &stack.timeout,
+        lambda_runtime::LambdaEvent::new(input, Default::default()),
+    )
+    .await
+    .unwrap();
+    stack.pump().await;
+    assert_eq!(stack.sent_to(c).len(), 3);
+}
+
+#[tokio::test]
+async fn bad_webhooks_are_refused_over_api_gateway() {
+    let stack = Stack::new().await;
+    let event = json!({
+        "version": "2.0", "routeKey": "POST /webhooks/{channel}", "rawPath": "/webhooks/whatsapp", "rawQueryString": "",
+        "headers": {"content-type": "application/json", "x-hub-signature-256": "sha256=00"},
+        "requestContext": {"accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
+            "http": {"method": "POST", "path": "/webhooks/whatsapp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "x"},
+            "requestId": "r", "routeKey": "POST /webhooks/{channel}", "stage": "$default", "time": "t", "timeEpoch": 0},
+        "body": "{\"entry\":[]}", "isBase64Encoded": false
+    });
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = stack.webhook.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(stack.pump().await, 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_failing_contact_never_blocks_the_batch_and_is_parked_in_time() {
+    let stack = Stack::new().await;
+    let (p, q) = ("4915100000004", "4915100000005");
+    stack.post(p, sandbox::text("Hello")).await;
+    let p_records = stack.new_records().await;
+    stack.post(q, sandbox::text("Hello")).await;
+    let q_records = stack.new_records().await;
+    let batch: Vec<Value> = p_records.iter().chain(&q_records).cloned().collect();
+    // The channel is down for P's three tries; Q's sends go through.
+    for n in 1..=3 {
+        stack.sandbox.fail_in(n, 503, json!({}));
+    }
+    let failed = stack.deliver(batch).await;
+    let p_sequence = p_records[0]["dynamodb"]["SequenceNumber"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        failed,
+        vec![p_sequence.clone()],
+        "only P's record is retried"
+    );
+    assert_eq!(stack.sent_to(q).len(), 2, "Q went on in the same batch");
+    assert!(stack.sent_to(p).is_empty());
+
+    // Two hours later P's record still fails: it is parked with its error.
+    stack.clock.advance(Duration::from_secs(2 * 3600));
+    for n in 1..=3 {
+        stack.sandbox.fail_in(n, 503, json!({}));
+    }
+    assert!(
+        stack.deliver(p_records.clone()).await.is_empty(),
+        "parked, not failed again"
+    );
+    let parked = stack
+        .store
+        .parked(&ContactId::new("whatsapp", p))
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].0, p_sequence);
+    assert!(parked[0].1.contains("503"), "{}", parked[0].1);
+    // Nothing was lost: P's next message runs what was waiting (the link and the question),
+    // and is itself an answer to that question (not AGREE, so the question comes again).
+    stack.post(p, sandbox::text("Hello?")).await;
+    stack.pump().await;
+    let sent = stack.sent_to(p);
+    assert_eq!(
+        sent.len(),
+        3,
+        "{:?}",
+        sent.iter().map(|m| m.text()).collect::<Vec<_>>()
+    );
+    assert!(sent[0].text().contains("privacy policy"));
+    assert_eq!((sent[1].options().len(), sent[2].options().len()), (1, 1));
+}
