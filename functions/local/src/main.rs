@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use assent::channels::Channels;
-use assent::channels::whatsapp::{WhatsApp, WhatsAppConfig};
+use assent::channels::whatsapp::{Purpose, WhatsApp, WhatsAppConfig};
 use assent::clock::SystemClock;
 use assent::local::LocalApp;
 use assent::runtime::RuntimeConfig;
@@ -64,7 +64,7 @@ fn load_workflow(args: &Args) -> Result<Workflow, String> {
 
 fn channels(insecure_dev: bool) -> Result<Channels, String> {
     let mut channels = Channels::default();
-    match WhatsAppConfig::from_env(|name| std::env::var(name).ok(), insecure_dev) {
+    match WhatsAppConfig::from_env(|name| std::env::var(name).ok(), Purpose::Both, insecure_dev) {
         Ok((config, notices)) => {
             notices.iter().for_each(|n| tracing::warn!("{n}"));
             channels = channels.with(Arc::new(WhatsApp::new(config).map_err(|e| e.to_string())?));

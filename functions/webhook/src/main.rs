@@ -6,6 +6,7 @@
 async fn main() -> Result<(), lambda_http::Error> {
     assent::logging::init(false); // CloudWatch stamps each line
     let sdk = assent::aws::sdk_config().await;
-    let runtime = assent::aws::webhook_runtime(&sdk)?;
+    let config = assent::aws::WebhookConfig::from_env(&assent::aws::ProcessEnv)?;
+    let runtime = assent::aws::webhook_runtime(&sdk, config);
     lambda_http::run(assent::http::router(runtime)).await
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::channels::Channels;
-use crate::channels::whatsapp::{WhatsApp, WhatsAppConfig};
+use crate::channels::whatsapp::{Purpose, WhatsApp, WhatsAppConfig};
 use crate::clock::SystemClock;
 use crate::ports::{Clock, Timers};
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -32,16 +32,26 @@ pub enum SetupError {
     Runtime(#[from] crate::runtime::RuntimeError),
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// Where configuration comes from: the process environment, or a map in tests (which can
+/// then tell exactly which variables a function reads).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
 }
 
-fn required(name: &'static str) -> Result<String, SetupError> {
-    var(name).ok_or(SetupError::Missing(name))
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
 }
 
-fn number(name: &'static str, default: i32) -> Result<i32, SetupError> {
-    match var(name) {
+fn required(env: &dyn Env, name: &'static str) -> Result<String, SetupError> {
+    env.var(name).ok_or(SetupError::Missing(name))
+}
+
+fn number(env: &dyn Env, name: &'static str, default: i32) -> Result<i32, SetupError> {
+    match env.var(name) {
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|_| SetupError::Invalid {
             name,
@@ -55,53 +65,96 @@ pub async fn sdk_config() -> SdkConfig {
     aws_config::load_defaults(BehaviorVersion::latest()).await
 }
 
-/// ASSENT_TABLE.
-pub fn store_from_env(sdk: &SdkConfig) -> Result<DynamoStore, SetupError> {
-    Ok(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        required("ASSENT_TABLE")?,
-    ))
+/// The webhook function's configuration.
+pub struct WebhookConfig {
+    pub table: String,
+    pub whatsapp: Option<WhatsAppConfig>,
+}
+
+/// The step function's configuration.
+pub struct StepConfig {
+    pub table: String,
+    pub scheduler: SchedulerConfig,
+    pub workflow: Workflow,
+    pub whatsapp: Option<WhatsAppConfig>,
+}
+
+/// The timeout function's configuration.
+pub struct TimeoutConfig {
+    pub table: String,
+}
+
+impl WebhookConfig {
+    /// ASSENT_TABLE and the channels' receiving secrets.
+    pub fn from_env(env: &dyn Env) -> Result<Self, SetupError> {
+        Ok(WebhookConfig {
+            table: required(env, "ASSENT_TABLE")?,
+            whatsapp: whatsapp(env, Purpose::Receive),
+        })
+    }
+}
+
+impl StepConfig {
+    /// ASSENT_TABLE, the scheduler settings, the workflow and the channels' sending secrets.
+    pub fn from_env(env: &dyn Env) -> Result<Self, SetupError> {
+        Ok(StepConfig {
+            table: required(env, "ASSENT_TABLE")?,
+            scheduler: scheduler_config(env)?,
+            workflow: workflow(env)?,
+            whatsapp: whatsapp(env, Purpose::Send),
+        })
+    }
+}
+
+impl TimeoutConfig {
+    /// ASSENT_TABLE.
+    pub fn from_env(env: &dyn Env) -> Result<Self, SetupError> {
+        Ok(TimeoutConfig {
+            table: required(env, "ASSENT_TABLE")?,
+        })
+    }
 }
 
 /// ASSENT_SCHEDULE_GROUP, ASSENT_TIMEOUT_TARGET_ARN, ASSENT_SCHEDULER_ROLE_ARN,
 /// ASSENT_TIMEOUT_DLQ_ARN, ASSENT_SCHEDULE_MAX_RETRIES, ASSENT_SCHEDULE_MAX_EVENT_AGE_SECONDS.
-pub fn scheduler_config_from_env() -> Result<SchedulerConfig, SetupError> {
+fn scheduler_config(env: &dyn Env) -> Result<SchedulerConfig, SetupError> {
     Ok(SchedulerConfig {
-        group: required("ASSENT_SCHEDULE_GROUP")?,
-        target_arn: required("ASSENT_TIMEOUT_TARGET_ARN")?,
-        role_arn: required("ASSENT_SCHEDULER_ROLE_ARN")?,
-        dead_letter_arn: var("ASSENT_TIMEOUT_DLQ_ARN"),
-        max_retries: number("ASSENT_SCHEDULE_MAX_RETRIES", 10)?,
-        max_event_age_seconds: number("ASSENT_SCHEDULE_MAX_EVENT_AGE_SECONDS", 3600)?,
+        group: required(env, "ASSENT_SCHEDULE_GROUP")?,
+        target_arn: required(env, "ASSENT_TIMEOUT_TARGET_ARN")?,
+        role_arn: required(env, "ASSENT_SCHEDULER_ROLE_ARN")?,
+        dead_letter_arn: env.var("ASSENT_TIMEOUT_DLQ_ARN"),
+        max_retries: number(env, "ASSENT_SCHEDULE_MAX_RETRIES", 10)?,
+        max_event_age_seconds: number(env, "ASSENT_SCHEDULE_MAX_EVENT_AGE_SECONDS", 3600)?,
     })
 }
 
-/// The channels whose secrets are set (WHATSAPP_*, as for the local runner; there is no
-/// insecure mode on AWS).
-pub fn channels_from_env() -> Channels {
-    let mut channels = Channels::default();
-    match WhatsAppConfig::from_env(var, false) {
+/// WHATSAPP_* as for the local runner, the ones `purpose` needs, without an insecure mode.
+fn whatsapp(env: &dyn Env, purpose: Purpose) -> Option<WhatsAppConfig> {
+    match WhatsAppConfig::from_env(|name| env.var(name), purpose, false) {
         Ok((config, notices)) => {
             notices.iter().for_each(|n| tracing::warn!("{n}"));
-            match WhatsApp::new(config) {
-                Ok(whatsapp) => channels = channels.with(Arc::new(whatsapp)),
-                Err(e) => tracing::error!(error = %e, "whatsapp: client could not be built"),
-            }
+            Some(config)
         }
-        Err(why) => tracing::warn!("{why}"),
+        Err(why) => {
+            tracing::warn!("{why}");
+            None
+        }
     }
-    channels
 }
 
 /// ASSENT_TEMPLATE (default request-consent-privacy) with ASSENT_TEMPLATE_PARAMS, a JSON
 /// object such as `{"policy_url": "https://example.com/privacy", "timeout_seconds": 300}`.
-pub fn workflow_from_env() -> Result<Workflow, SetupError> {
-    let name = var("ASSENT_TEMPLATE").unwrap_or_else(|| template::REQUEST_CONSENT_PRIVACY.into());
+fn workflow(env: &dyn Env) -> Result<Workflow, SetupError> {
+    let name = env
+        .var("ASSENT_TEMPLATE")
+        .unwrap_or_else(|| template::REQUEST_CONSENT_PRIVACY.into());
     let invalid = |message: String| SetupError::Invalid {
         name: "ASSENT_TEMPLATE_PARAMS",
         message,
     };
-    let raw = var("ASSENT_TEMPLATE_PARAMS").unwrap_or_else(|| "{}".into());
+    let raw = env
+        .var("ASSENT_TEMPLATE_PARAMS")
+        .unwrap_or_else(|| "{}".into());
     let Ok(Value::Object(object)) = serde_json::from_str::<Value>(&raw) else {
         return Err(invalid("expected a JSON object".into()));
     };
@@ -113,6 +166,17 @@ pub fn workflow_from_env() -> Result<Workflow, SetupError> {
         })
         .collect();
     template::build(&name, &params).map_err(|e| invalid(e.to_string()))
+}
+
+fn channels(whatsapp: Option<WhatsAppConfig>) -> Channels {
+    let mut channels = Channels::default();
+    if let Some(config) = whatsapp {
+        match WhatsApp::new(config) {
+            Ok(client) => channels = channels.with(Arc::new(client)),
+            Err(e) => tracing::error!(error = %e, "whatsapp: client could not be built"),
+        }
+    }
+    channels
 }
 
 fn runtime(
@@ -131,39 +195,42 @@ fn runtime(
 }
 
 /// The webhook function only accepts: it stores inbound messages, the stream does the rest.
-pub fn webhook_runtime(sdk: &SdkConfig) -> Result<Arc<Runtime>, SetupError> {
-    let store = store_from_env(sdk)?;
-    Ok(runtime(
+pub fn webhook_runtime(sdk: &SdkConfig, config: WebhookConfig) -> Arc<Runtime> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
+    runtime(
         &store,
         Arc::new(Disabled),
-        channels_from_env(),
+        channels(config.whatsapp),
         Arc::new(SystemClock),
-    ))
+    )
 }
 
 /// The timeout function only queues timeout events.
-pub fn timeout_runtime(sdk: &SdkConfig) -> Result<Arc<Runtime>, SetupError> {
-    let store = store_from_env(sdk)?;
-    Ok(runtime(
+pub fn timeout_runtime(sdk: &SdkConfig, config: TimeoutConfig) -> Arc<Runtime> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
+    runtime(
         &store,
         Arc::new(Disabled),
         Channels::default(),
         Arc::new(SystemClock),
-    ))
+    )
 }
 
 /// The step function runs the engine: it sends, arms schedules and needs the workflows.
 /// Publishes the configured workflow (a no-op when unchanged) and loads every version.
-pub async fn step_runtime(sdk: &SdkConfig) -> Result<(Arc<Runtime>, DynamoStore), SetupError> {
-    let store = store_from_env(sdk)?;
+pub async fn step_runtime(
+    sdk: &SdkConfig,
+    config: StepConfig,
+) -> Result<(Arc<Runtime>, DynamoStore), SetupError> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let timers = SchedulerTimers::new(
         aws_sdk_scheduler::Client::new(sdk),
-        scheduler_config_from_env()?,
+        config.scheduler,
         Arc::new(store.clone()),
         clock.clone(),
     );
-    let runtime = runtime(&store, Arc::new(timers), channels_from_env(), clock);
-    runtime.publish_and_activate(&workflow_from_env()?).await?;
+    let runtime = runtime(&store, Arc::new(timers), channels(config.whatsapp), clock);
+    runtime.publish_and_activate(&config.workflow).await?;
     Ok((runtime, store))
 }

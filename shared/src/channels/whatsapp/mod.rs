@@ -77,52 +77,66 @@ impl Channel for WhatsApp {
 /// Why a channel is not served, or what to know about how it is.
 pub type Notice = String;
 
+/// What a host does with the channel: each needs its own secrets only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Verifies and parses webhooks: WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN.
+    Receive,
+    /// Sends through the Graph API: WHATSAPP_ACCESS_TOKEN, WHATSAPP_API_BASE.
+    Send,
+    Both,
+}
+
 impl WhatsAppConfig {
-    /// Reads WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN, WHATSAPP_ACCESS_TOKEN and
-    /// WHATSAPP_API_BASE through `var`. Without the app secret or the access token the
-    /// channel is not served (`Err` says why), unless `insecure_dev` allows it.
+    /// Reads the WHATSAPP_* variables `purpose` needs through `var`. Without its required
+    /// secret the channel is not served (`Err` says why), unless `insecure_dev` allows it.
     pub fn from_env(
         var: impl Fn(&str) -> Option<String>,
+        purpose: Purpose,
         insecure_dev: bool,
     ) -> Result<(WhatsAppConfig, Vec<Notice>), Notice> {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let receives = purpose != Purpose::Send;
+        let sends = purpose != Purpose::Receive;
         let mut notices = Vec::new();
-        let app_secret = var("WHATSAPP_APP_SECRET");
-        if app_secret.is_none() {
-            if !insecure_dev {
-                return Err("whatsapp: not served, WHATSAPP_APP_SECRET is not set".into());
-            }
-            notices.push(
-                "whatsapp: INSECURE, webhook signatures are not checked (--insecure-dev)".into(),
-            );
-        }
-        let access_token = match var("WHATSAPP_ACCESS_TOKEN") {
-            Some(token) => token,
-            None if insecure_dev => {
+        let mut config = WhatsAppConfig {
+            app_secret: None,
+            verify_token: None,
+            access_token: String::new(),
+            api_base: DEFAULT_API_BASE.to_string(),
+        };
+        if receives {
+            config.app_secret = var("WHATSAPP_APP_SECRET");
+            if config.app_secret.is_none() {
+                if !insecure_dev {
+                    return Err("whatsapp: not served, WHATSAPP_APP_SECRET is not set".into());
+                }
                 notices.push(
-                    "whatsapp: WHATSAPP_ACCESS_TOKEN is not set; the Graph API will refuse sends"
+                    "whatsapp: INSECURE, webhook signatures are not checked (--insecure-dev)"
                         .into(),
                 );
-                String::new()
             }
-            None => return Err("whatsapp: not served, WHATSAPP_ACCESS_TOKEN is not set".into()),
-        };
-        let verify_token = var("WHATSAPP_VERIFY_TOKEN");
-        if verify_token.is_none() {
-            notices.push(
-                "whatsapp: WHATSAPP_VERIFY_TOKEN is not set; subscription handshakes get 403"
-                    .into(),
-            );
+            config.verify_token = var("WHATSAPP_VERIFY_TOKEN");
+            if config.verify_token.is_none() {
+                notices.push(
+                    "whatsapp: WHATSAPP_VERIFY_TOKEN is not set; subscription handshakes get 403"
+                        .into(),
+                );
+            }
         }
-        let api_base = var("WHATSAPP_API_BASE").unwrap_or_else(|| DEFAULT_API_BASE.to_string());
-        Ok((
-            WhatsAppConfig {
-                app_secret,
-                verify_token,
-                access_token,
-                api_base,
-            },
-            notices,
-        ))
+        if sends {
+            match var("WHATSAPP_ACCESS_TOKEN") {
+                Some(token) => config.access_token = token,
+                None if insecure_dev => notices.push(
+                    "whatsapp: WHATSAPP_ACCESS_TOKEN is not set; the Graph API will refuse sends"
+                        .into(),
+                ),
+                None => return Err("whatsapp: not served, WHATSAPP_ACCESS_TOKEN is not set".into()),
+            }
+            if let Some(base) = var("WHATSAPP_API_BASE") {
+                config.api_base = base;
+            }
+        }
+        Ok((config, notices))
     }
 }
