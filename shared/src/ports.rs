@@ -9,7 +9,9 @@ use crate::contact::{Address, ContactId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-use crate::engine::{ContactState, Effect, Event, Inbound, OutboundMessage, TimerRef};
+use crate::engine::{
+    ConsentRecord, ContactState, Effect, Event, Inbound, OutboundMessage, TimerRef,
+};
 use crate::workflow::{PublishedWorkflow, Workflow};
 
 pub trait Clock: Send + Sync {
@@ -179,9 +181,26 @@ pub trait WorkflowStore: Send + Sync {
     async fn published(&self) -> Result<Vec<PublishedWorkflow>, StoreError>;
 }
 
+/// The consent ledger: append-only, per contact, in seq order.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Writes a record. Writing a seq that is already there is success: the record comes
+    /// from a committed outbox, so it is the same record performed again.
+    async fn append_record(
+        &self,
+        contact: &ContactId,
+        record: &ConsentRecord,
+    ) -> Result<(), StoreError>;
+
+    async fn records(&self, contact: &ContactId) -> Result<Vec<ConsentRecord>, StoreError>;
+
+    /// Every contact's records at or after `since`, for export and reports.
+    async fn records_since(&self, since: Timestamp) -> Result<Vec<ConsentRecord>, StoreError>;
+}
+
 /// Everything the runtime needs from storage.
-pub trait Store: InboxStore + StateStore + WorkflowStore {}
-impl<T: InboxStore + StateStore + WorkflowStore> Store for T {}
+pub trait Store: InboxStore + StateStore + WorkflowStore + LedgerStore {}
+impl<T: InboxStore + StateStore + WorkflowStore + LedgerStore> Store for T {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TimerError {

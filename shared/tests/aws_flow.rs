@@ -29,9 +29,10 @@ use assent::timers::{Disabled, SchedulerTimers};
 use support::aws;
 
 /// The budget per accepted flow (hello, the question, the tap, the acknowledgement).
-/// Reasoned minimum: 2 inbox puts + 2 decision commits + 1 segment entry (+1 for its GSI
-/// write) = 6 WRU; this design adds 2 commits that record performed effects = 8.
-const WRU_BUDGET: f64 = 8.0;
+/// Reasoned minimum for the flow: 2 inbox puts + 2 decision commits + 1 segment entry (+1
+/// for its GSI write) = 6 WRU; this design adds 2 commits that record performed effects
+/// (8), and the consent ledger 2 records, asked and accepted (10).
+const WRU_BUDGET: f64 = 10.0;
 /// Two strongly consistent partition queries (one per inbound message) under 4 KiB each.
 const RRU_BUDGET: f64 = 4.0;
 

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use assent::clock::Timestamp;
 use assent::contact::{Address, ContactId};
 use assent::engine::{
-    self, ArmTimer, Catalog, ContactState, Content, Effect, Event, Happened, Inbound,
-    OutboundMessage, RunOutcome, TimerRef, Transition,
+    self, ArmTimer, Catalog, ConsentKind, ConsentRecord, ContactState, Content, Effect, Event,
+    Happened, Inbound, OutboundMessage, RunOutcome, TimerRef, Transition, ledger,
 };
 use assent::workflow::{Workflow, template};
 
@@ -20,6 +20,7 @@ struct Chat {
     sent: Vec<OutboundMessage>,
     armed: Vec<(TimerRef, Timestamp)>,
     cancelled: Vec<TimerRef>,
+    records: Vec<ConsentRecord>,
     messages: u32,
 }
 
@@ -49,6 +50,7 @@ impl Chat {
             sent: Vec::new(),
             armed: Vec::new(),
             cancelled: Vec::new(),
+            records: Vec::new(),
             messages: 0,
         }
     }
@@ -71,6 +73,7 @@ impl Chat {
                 }
                 Effect::ArmTimer(arm) => self.arm(arm),
                 Effect::CancelTimer(timer) => self.cancelled.push(timer),
+                Effect::Record(record) => self.records.push(*record),
             }
         }
         applied.transition
@@ -461,5 +464,148 @@ fn no_event_runs_more_steps_than_the_cap() {
         chat.sent.len(),
         engine::MAX_STEPS_PER_EVENT as usize,
         "at most the cap of steps ran"
+    );
+}
+
+fn kinds(chat: &Chat) -> Vec<ConsentKind> {
+    chat.records.iter().map(|r| r.kind).collect()
+}
+
+#[test]
+fn the_ledger_records_the_question_and_the_accepting_answer() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    chat.tap("agree", "AGREE & PROCEED");
+    assert_eq!(
+        kinds(&chat),
+        vec![ConsentKind::Asked, ConsentKind::Accepted]
+    );
+    let accepted = &chat.records[1];
+    assert_eq!(
+        accepted.policy_url.as_deref(),
+        Some("https://example.com/privacy")
+    );
+    assert!(
+        accepted
+            .question
+            .as_deref()
+            .unwrap()
+            .starts_with("Do you agree")
+    );
+    assert_eq!(accepted.options, vec!["AGREE & PROCEED"]);
+    assert_eq!(accepted.provider_message_id.as_deref(), Some("wamid.2"));
+    assert_eq!(accepted.payload.as_deref(), Some("agree"));
+    assert_eq!(
+        (accepted.workflow_id.as_deref(), accepted.workflow_version),
+        (Some("request-consent-privacy"), Some(1))
+    );
+    assert_eq!(
+        (accepted.channel.as_str(), accepted.channel_user.as_str()),
+        ("whatsapp", "4915112345678")
+    );
+    assert_eq!(ledger::verify(&chat.records), Ok(()));
+    assert_eq!(chat.state.ledger.seq, 2);
+}
+
+#[test]
+fn the_ledger_records_invalid_answers_and_timeouts_and_never_consent_from_silence() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    for answer in ["yes", "ok", "fine", "no"] {
+        chat.say(answer);
+    }
+    let expected: Vec<ConsentKind> = (0..4)
+        .flat_map(|_| [ConsentKind::Asked, ConsentKind::InvalidAnswer])
+        .collect();
+    assert_eq!(kinds(&chat), expected);
+    assert_eq!(chat.records[1].text.as_deref(), Some("yes"));
+
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    chat.time_out();
+    assert_eq!(
+        kinds(&chat),
+        vec![ConsentKind::Asked, ConsentKind::TimedOut]
+    );
+    assert_eq!(ledger::verify(&chat.records), Ok(()));
+}
+
+#[test]
+fn a_delivery_failure_of_the_question_is_recorded() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    let run = chat.state.active_run().unwrap().id;
+    chat.apply(Event::DeliveryFailed {
+        run,
+        reason: "131026 undeliverable".into(),
+    });
+    assert_eq!(
+        kinds(&chat),
+        vec![ConsentKind::Asked, ConsentKind::DeliveryFailed]
+    );
+}
+
+#[test]
+fn stop_withdraws_consent_removes_the_tag_and_confirms() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    chat.tap("agree", "AGREE & PROCEED");
+    assert!(chat.tagged());
+    let t = chat.say(" stop ");
+    assert_eq!(t.happened, Happened::Withdrawn);
+    assert!(!chat.tagged());
+    assert_eq!(
+        kinds(&chat),
+        vec![
+            ConsentKind::Asked,
+            ConsentKind::Accepted,
+            ConsentKind::Withdrawn
+        ]
+    );
+    assert_eq!(chat.records[2].text.as_deref(), Some(" stop "));
+    assert!(
+        chat.texts()
+            .last()
+            .unwrap()
+            .starts_with("You have withdrawn your consent")
+    );
+    assert!(chat.state.conversation.is_none());
+    assert_eq!(ledger::verify(&chat.records), Ok(()));
+    // The next message asks again.
+    assert_eq!(chat.say("Hi again").happened, Happened::ConversationOpened);
+}
+
+#[test]
+fn revoke_during_the_question_ends_the_run_without_a_record_to_withdraw() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    assert_eq!(chat.say("REVOKE").happened, Happened::Withdrawn);
+    assert_eq!(chat.outcome(), Some(RunOutcome::Withdrawn));
+    assert_eq!(
+        kinds(&chat),
+        vec![ConsentKind::Asked],
+        "nothing was given, so nothing is withdrawn"
+    );
+    assert!(
+        chat.texts()
+            .last()
+            .unwrap()
+            .starts_with("You have withdrawn")
+    );
+}
+
+#[test]
+fn the_admin_can_withdraw_too() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    chat.tap("agree", "AGREE & PROCEED");
+    chat.apply(Event::Withdraw {
+        requested_by: "admin".into(),
+    });
+    assert!(!chat.tagged());
+    let withdrawn = chat.records.last().unwrap();
+    assert_eq!(
+        (withdrawn.kind, withdrawn.requested_by.as_deref()),
+        (ConsentKind::Withdrawn, Some("admin"))
     );
 }

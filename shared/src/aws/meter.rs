@@ -213,7 +213,11 @@ fn value_size(value: &Value) -> usize {
         return 0;
     };
     match (kind.as_str(), inner) {
-        ("S" | "B", Value::String(s)) => s.len(),
+        ("S", Value::String(s)) => s.len(),
+        // Binary travels base64-encoded; DynamoDB bills the decoded bytes.
+        ("B", Value::String(b64)) => {
+            b64.len() / 4 * 3 - b64.bytes().rev().take_while(|&c| c == b'=').count()
+        }
         ("N", Value::String(n)) => n.len().div_ceil(2) + 1,
         ("SS" | "BS" | "NS", Value::Array(items)) => {
             items.iter().filter_map(Value::as_str).map(str::len).sum()
@@ -237,6 +241,8 @@ mod tests {
         assert_eq!(write_units(&small), 1.0);
         let big = json!({"pk": {"S": "x"}, "record": {"S": "y".repeat(1500)}});
         assert_eq!(write_units(&big), 2.0);
+        let binary = json!({"b": {"B": "aGVsbG8="}}); // "hello"
+        assert_eq!(item_size(&binary), 1 + 5);
         let segment = json!({"pk": {"S": "x"}, "sk": {"S": "tag#a"}, "seg": {"S": "a"}});
         assert_eq!(write_units(&segment), 2.0, "base table and GSI");
     }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ledger::ConsentRecord;
 use crate::clock::Timestamp;
 use crate::contact::Address;
 
@@ -21,6 +22,8 @@ pub enum Effect {
     ArmTimer(ArmTimer),
     /// Tidy-up only: a timer that fires anyway is stale and ignored.
     CancelTimer(TimerRef),
+    /// Append a record to the contact's consent ledger (idempotent: keyed by its seq).
+    Record(Box<ConsentRecord>),
 }
 
 /// Which wait of which run a timer belongs to.
@@ -54,12 +57,13 @@ pub struct Choice {
 }
 
 impl Effect {
-    /// The run an effect serves, if any.
-    pub fn run(&self) -> u64 {
+    /// Whether this effect delivers something to the contact or waits on it: what a run
+    /// whose message was refused for good no longer needs. Ledger records always stay.
+    pub fn serves_delivery_of(&self, run: u64) -> bool {
         match self {
-            Effect::Send { run, .. } => *run,
-            Effect::ArmTimer(arm) => arm.timer.run,
-            Effect::CancelTimer(timer) => timer.run,
+            Effect::Send { run: r, .. } => *r == run,
+            Effect::ArmTimer(arm) => arm.timer.run == run,
+            Effect::CancelTimer(_) | Effect::Record(_) => false,
         }
     }
 }

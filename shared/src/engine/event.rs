@@ -17,6 +17,10 @@ pub enum Event {
         run: u64,
         reason: String,
     },
+    /// Withdrawal asked for outside the conversation (the admin API), by `requested_by`.
+    Withdraw {
+        requested_by: String,
+    },
 }
 
 /// A message from a contact, normalized from any channel.
@@ -54,6 +58,7 @@ impl Event {
             Event::Inbound(_) => "inbound",
             Event::Timeout(_) => "timeout",
             Event::DeliveryFailed { .. } => "delivery_failed",
+            Event::Withdraw { .. } => "withdraw",
         }
     }
 }

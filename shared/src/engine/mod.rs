@@ -6,12 +6,14 @@ mod catalog;
 mod context;
 mod effect;
 mod event;
+pub mod ledger;
 mod state;
 
 pub use catalog::Catalog;
-pub use context::{Flow, StepContext};
+pub use context::{Details, Flow, StepContext};
 pub use effect::{ArmTimer, Choice, Effect, OutboundMessage, TimerRef};
 pub use event::{Content, Event, Inbound};
+pub use ledger::{ConsentKind, ConsentRecord, LedgerHead};
 pub use state::{ContactState, Conversation, Counters, Profile, Run, RunOutcome, Wait, WaitKind};
 
 use serde::Serialize;
@@ -61,6 +63,8 @@ pub enum Happened {
     /// A delivery failure for a run that already ended: ignored.
     StaleDeliveryFailure,
     DefinitionMissing,
+    /// The contact withdrew consent (their tag is gone, the ledger says so).
+    Withdrawn,
 }
 
 pub fn apply(
@@ -75,7 +79,16 @@ pub fn apply(
     let happened = match event {
         Event::Inbound(message) => on_inbound(state, message, now, catalog, &mut effects),
         Event::Timeout(timer) => on_timeout(state, *timer, now, catalog, &mut effects),
-        Event::DeliveryFailed { run, .. } => on_delivery_failed(state, *run, now),
+        Event::DeliveryFailed { run, reason } => {
+            on_delivery_failed(state, *run, reason, now, catalog, &mut effects)
+        }
+        Event::Withdraw { requested_by } => {
+            let how = Details {
+                requested_by: Some(requested_by.clone()),
+                ..Details::default()
+            };
+            withdraw(state, how, now, catalog, &mut effects)
+        }
     };
     let run = state.latest_run();
     let ended_now = run.is_some_and(|r| r.outcome.is_some() && before != Some((r.id, r.outcome)));
@@ -103,6 +116,15 @@ fn on_inbound(
     if let Some(name) = message.name.as_ref().filter(|n| !n.trim().is_empty()) {
         state.profile.name = Some(name.clone());
     }
+    if is_withdrawal(state, message, catalog) {
+        let how = Details {
+            provider_message_id: Some(message.message_id.clone()),
+            text: text_of(message),
+            provider_at: message.sent_at,
+            ..Details::default()
+        };
+        return withdraw(state, how, now, catalog, effects);
+    }
     if state.conversation.is_none() {
         return open_conversation(state, now, catalog, effects);
     }
@@ -125,7 +147,7 @@ fn on_inbound(
             wait_seq: wait.seq,
         }));
         ctx.run.wait = None;
-        question.on_answer(ctx, &message.content)
+        question.on_answer(ctx, message)
     });
     if matched {
         Happened::Answered
@@ -208,12 +230,117 @@ fn on_timeout(
     happened
 }
 
-fn on_delivery_failed(state: &mut ContactState, run: u64, now: Timestamp) -> Happened {
-    if state.active_run().map(|r| r.id) != Some(run) {
+fn on_delivery_failed(
+    state: &mut ContactState,
+    run: u64,
+    reason: &str,
+    now: Timestamp,
+    catalog: &Catalog,
+    effects: &mut Vec<Effect>,
+) -> Happened {
+    let Some(active) = state.active_run().filter(|r| r.id == run) else {
         return Happened::StaleDeliveryFailure;
+    };
+    let waiting = active.wait.as_ref().map(|w| w.step.clone());
+    let workflow = catalog.get(&active.workflow_id, active.workflow_version);
+    let question =
+        workflow
+            .zip(waiting)
+            .and_then(|(w, step)| match w.step(&step).map(|s| &s.kind) {
+                Some(StepKind::AskQuestion(q)) => Some((w, q)),
+                _ => None,
+            });
+    match question {
+        Some((workflow, question)) => drive(state, workflow, now, effects, |ctx| {
+            question.on_delivery_failed(ctx, reason);
+            ctx.set_outcome(RunOutcome::FailedDelivery);
+            Flow::Close
+        }),
+        None => finish(state, now, RunOutcome::FailedDelivery, true),
     }
-    finish(state, now, RunOutcome::FailedDelivery, true);
     Happened::DeliveryFailed
+}
+
+/// The workflow whose withdrawal terms apply to the contact: that of their latest run,
+/// else the one a new conversation would start.
+fn withdrawal_source<'c>(
+    state: &ContactState,
+    catalog: &'c Catalog,
+) -> Option<(&'c Workflow, u32)> {
+    let latest = state.latest_run().and_then(|r| {
+        catalog
+            .get(&r.workflow_id, r.workflow_version)
+            .map(|w| (w, r.workflow_version))
+    });
+    latest
+        .or_else(|| {
+            catalog
+                .triggered(Trigger::ConversationOpened)
+                .map(|(v, w)| (w, v))
+        })
+        .filter(|(w, _)| w.withdrawal.is_some())
+}
+
+fn text_of(message: &Inbound) -> Option<String> {
+    match &message.content {
+        Content::Text { text } => Some(text.clone()),
+        Content::Choice { label, .. } => Some(label.clone()),
+        Content::Other { .. } => None,
+    }
+}
+
+fn is_withdrawal(state: &ContactState, message: &Inbound, catalog: &Catalog) -> bool {
+    let Content::Text { text } = &message.content else {
+        return false;
+    };
+    let typed = answer::normalize(text);
+    withdrawal_source(state, catalog)
+        .and_then(|(w, _)| w.withdrawal.as_ref())
+        .is_some_and(|terms| terms.keywords.iter().any(|k| answer::normalize(k) == typed))
+}
+
+/// Removes the consent tag, records the withdrawal (when there was consent to withdraw),
+/// ends any run, closes the conversation and confirms to the contact.
+fn withdraw(
+    state: &mut ContactState,
+    how: Details,
+    now: Timestamp,
+    catalog: &Catalog,
+    effects: &mut Vec<Effect>,
+) -> Happened {
+    let Some((workflow, version)) = withdrawal_source(state, catalog) else {
+        return Happened::NotWaiting;
+    };
+    let Some(terms) = workflow.withdrawal.as_ref() else {
+        return Happened::NotWaiting;
+    };
+    let had_consent = state.profile.tags.remove(&terms.tag);
+    let run = state.latest_run().map(|r| r.id).unwrap_or(0);
+    finish(state, now, RunOutcome::Withdrawn, true);
+    let Some(address) = state.profile.address.clone() else {
+        return Happened::Withdrawn;
+    };
+    if had_consent {
+        let source = Some((workflow.id.as_str(), version, run));
+        let record = context::consent_record(
+            ConsentKind::Withdrawn,
+            &state.contact,
+            &address,
+            source,
+            how,
+            now,
+        );
+        effects.push(Effect::Record(Box::new(record.chain(&mut state.ledger))));
+    }
+    effects.push(Effect::Send {
+        run,
+        to: address,
+        message: OutboundMessage::Text {
+            text: terms.message.clone(),
+        },
+        then_arm: None,
+    });
+    Happened::Withdrawn
 }
 
 fn definition_missing(state: &mut ContactState, now: Timestamp) -> Happened {
@@ -230,9 +357,11 @@ fn drive(
     first: impl FnOnce(&mut StepContext<'_>) -> Flow,
 ) {
     let ContactState {
+        contact,
         profile,
         conversation,
         counters,
+        ledger,
         ..
     } = state;
     let (Some(run), Some(to)) = (
@@ -247,6 +376,9 @@ fn drive(
         counters,
         to: &to,
         effects,
+        contact,
+        ledger,
+        now,
     };
     let mut flow = first(&mut ctx);
     let mut budget = MAX_STEPS_PER_EVENT;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::ledger::LedgerHead;
 use crate::clock::Timestamp;
 use crate::contact::{Address, ContactId};
 
@@ -17,6 +18,9 @@ pub struct ContactState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_closed: Option<Conversation>,
     pub counters: Counters,
+    /// Where the contact's consent ledger chain stands.
+    #[serde(default)]
+    pub ledger: LedgerHead,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -106,6 +110,8 @@ pub enum RunOutcome {
     StepLimit,
     /// The published version the run is pinned to is not available.
     DefinitionMissing,
+    /// The contact withdrew consent (a keyword such as STOP, or the admin API).
+    Withdrawn,
 }
 
 impl ContactState {
@@ -116,6 +122,7 @@ impl ContactState {
             conversation: None,
             last_closed: None,
             counters: Counters::default(),
+            ledger: LedgerHead::default(),
         }
     }
 

@@ -74,7 +74,7 @@ impl Runtime {
             }
             for event in &progress.refusals {
                 if let Event::DeliveryFailed { run, .. } = event {
-                    fresh.outbox.retain(|e| e.effect.run() != *run);
+                    fresh.outbox.retain(|e| !e.effect.serves_delivery_of(*run));
                 }
                 let applied = engine::apply(&mut fresh.state, event, self.clock.now(), catalog);
                 fresh.record(applied.effects);
@@ -114,10 +114,14 @@ impl Runtime {
                 Err(Failed::Refused { run, reason }) => {
                     tracing::warn!(contact = %contact.log_ref(), run, %reason, "message refused by the channel");
                     // Nothing else of that run can be delivered or makes sense now.
-                    for dropped in record.outbox.iter().filter(|e| e.effect.run() == run) {
+                    for dropped in record
+                        .outbox
+                        .iter()
+                        .filter(|e| e.effect.serves_delivery_of(run))
+                    {
                         progress.done.push(dropped.id);
                     }
-                    record.outbox.retain(|e| e.effect.run() != run);
+                    record.outbox.retain(|e| !e.effect.serves_delivery_of(run));
                     let event = Event::DeliveryFailed { run, reason };
                     let applied =
                         engine::apply(&mut record.state, &event, self.clock.now(), catalog);
@@ -161,6 +165,13 @@ impl Runtime {
                 let deadline = start.plus(Duration::from_secs(arm.after_seconds));
                 self.timers
                     .arm(contact, arm.timer, deadline)
+                    .await
+                    .map_err(|e| Failed::Retry(e.into()))?;
+                Ok(Performed::Done)
+            }
+            Effect::Record(record) => {
+                self.store
+                    .append_record(contact, &record)
                     .await
                     .map_err(|e| Failed::Retry(e.into()))?;
                 Ok(Performed::Done)

@@ -6,6 +6,7 @@
 //! | record | `c#{contact}` | `state` | `version`, `record` (deflated JSON), `done` (string set of processed inbox sks) |
 //! | inbox item | `c#{contact}` | `in#{dedup key}` | `item` (JSON), `at` (ms), `expires` (TTL) |
 //! | segment entry | `c#{contact}` | `tag#{tag}` | `seg` = tag (the sparse GSI's key) |
+//! | ledger record | `c#{contact}` | `ledger#{seq:010}` | `record` (JSON), `at` (ms); never expires |
 //! | parked record | `c#{contact}` | `parked#{stream seq}` | `error`, `at` |
 //! | workflow version | `workflows` | `{id}#v{version:010}` | `published` (JSON) |
 //!
@@ -29,9 +30,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::clock::Timestamp;
 use crate::contact::ContactId;
+use crate::engine::ConsentRecord;
 use crate::ports::{
-    Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, Loaded, StateStore, StoreError,
-    WorkflowStore,
+    Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, LedgerStore, Loaded, StateStore,
+    StoreError, WorkflowStore,
 };
 use crate::workflow::{PublishedWorkflow, Workflow};
 
@@ -42,6 +44,7 @@ pub const INBOX_PREFIX: &str = "in#";
 pub const TAG_PREFIX: &str = "tag#";
 pub const CONTACT_PREFIX: &str = "c#";
 const PARKED_PREFIX: &str = "parked#";
+pub const LEDGER_PREFIX: &str = "ledger#";
 const WORKFLOWS_PK: &str = "workflows";
 /// The TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires";
@@ -437,6 +440,72 @@ impl StateStore for DynamoStore {
             processed,
             indexed_tags: wanted.clone(),
         })
+    }
+}
+
+#[async_trait]
+impl LedgerStore for DynamoStore {
+    async fn append_record(
+        &self,
+        contact: &ContactId,
+        record: &ConsentRecord,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(contact_pk(contact)))
+            .item(SK, s(format!("{LEDGER_PREFIX}{:010}", record.seq)))
+            .item("record", s(to_json(record)?))
+            .item("at", n(record.recorded_at.millis()))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            // Already written by an earlier try of the same committed effect.
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn records(&self, contact: &ContactId) -> Result<Vec<ConsentRecord>, StoreError> {
+        self.partition(&contact_pk(contact))
+            .await?
+            .iter()
+            .filter(|item| text(item, SK).is_ok_and(|sk| sk.starts_with(LEDGER_PREFIX)))
+            .map(|item| json(text(item, "record")?))
+            .collect()
+    }
+
+    /// A filtered Scan: exports and reports are rare, and a time index would cost a write
+    /// per record for ever.
+    async fn records_since(&self, since: Timestamp) -> Result<Vec<ConsentRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(sk, :ledger) AND #at >= :since")
+                .expression_attribute_names("#at", "at")
+                .expression_attribute_values(":ledger", s(LEDGER_PREFIX))
+                .expression_attribute_values(":since", n(since.millis()))
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items.unwrap_or_default() {
+                out.push(json(text(&item, "record")?)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(out),
+            }
+        }
     }
 }
 

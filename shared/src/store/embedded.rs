@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::contact::ContactId;
-use crate::engine::TimerRef;
+use crate::engine::{ConsentRecord, TimerRef};
 use crate::ports::{
-    Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, Loaded, StateStore, StoreError,
-    WorkflowStore,
+    Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, LedgerStore, Loaded, StateStore,
+    StoreError, WorkflowStore,
 };
 use crate::workflow::{PublishedWorkflow, Workflow};
 
@@ -28,6 +28,8 @@ const PENDING: TableDefinition<&str, u8> = TableDefinition::new("pending");
 const TIMERS: TableDefinition<(&str, u64, u64), i64> = TableDefinition::new("timers");
 /// (workflow id, version) -> PublishedWorkflow
 const WORKFLOWS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("workflows");
+/// (contact id, seq) -> ConsentRecord. Never pruned.
+const LEDGER: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("ledger");
 /// counters: "inbox_seq"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -78,6 +80,7 @@ impl EmbeddedStore {
             txn.open_table(PENDING)?;
             txn.open_table(TIMERS)?;
             txn.open_table(WORKFLOWS)?;
+            txn.open_table(LEDGER)?;
             txn.open_table(META)?;
             let mut keys = txn.open_table(INBOX_KEYS)?;
             let cutoff = now.millis() - DEDUP_RETENTION_MS;
@@ -314,6 +317,61 @@ impl EmbeddedStore {
                 let mut out = Vec::new();
                 for entry in pending.iter()? {
                     out.push(ContactId::from_stored(entry?.0.value()));
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl LedgerStore for EmbeddedStore {
+    async fn append_record(
+        &self,
+        contact: &ContactId,
+        record: &ConsentRecord,
+    ) -> Result<(), StoreError> {
+        let contact = contact.clone();
+        let seq = record.seq;
+        let bytes = encode(record)?;
+        self.blocking(move |s| {
+            s.write(|txn| {
+                let mut ledger = txn.open_table(LEDGER)?;
+                if ledger.get((contact.as_str(), seq))?.is_none() {
+                    ledger.insert((contact.as_str(), seq), bytes.as_slice())?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn records(&self, contact: &ContactId) -> Result<Vec<ConsentRecord>, StoreError> {
+        let contact = contact.clone();
+        self.blocking(move |s| {
+            s.read(|txn| {
+                let ledger = txn.open_table(LEDGER)?;
+                let mut out = Vec::new();
+                for entry in ledger.range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))? {
+                    out.push(decode(entry?.1.value())?);
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn records_since(&self, since: Timestamp) -> Result<Vec<ConsentRecord>, StoreError> {
+        self.blocking(move |s| {
+            s.read(|txn| {
+                let ledger = txn.open_table(LEDGER)?;
+                let mut out = Vec::new();
+                for entry in ledger.iter()? {
+                    let record: ConsentRecord = decode(entry?.1.value())?;
+                    if record.recorded_at >= since {
+                        out.push(record);
+                    }
                 }
                 Ok(out)
             })

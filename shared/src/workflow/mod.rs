@@ -30,6 +30,19 @@ pub struct Workflow {
     pub trigger: Trigger,
     pub start: String,
     pub steps: Vec<Step>,
+    /// How a contact withdraws consent given through this workflow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withdrawal: Option<Withdrawal>,
+}
+
+/// A contact who sends one of `keywords` (any case and spacing), or whom the admin API
+/// withdraws, loses `tag`, gets `message`, and the ledger records the withdrawal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Withdrawal {
+    pub keywords: Vec<String>,
+    pub tag: String,
+    pub message: String,
 }
 
 /// What starts a run of a workflow.
@@ -69,6 +82,8 @@ struct Document {
     #[serde(default)]
     start: Option<String>,
     steps: Vec<Value>,
+    #[serde(default)]
+    withdrawal: Option<Withdrawal>,
 }
 
 impl Workflow {
@@ -109,6 +124,7 @@ impl Workflow {
             trigger: doc.trigger,
             start,
             steps,
+            withdrawal: doc.withdrawal,
         };
         validate::check(&workflow)?;
         Ok(workflow)

@@ -62,6 +62,13 @@ pub const CONSENT_PRIVACY_PARAMS: &[(&str, Option<&str>)] = &[
             "We could not record your consent, so we cannot go on with this conversation. Message us again whenever you are ready.",
         ),
     ),
+    ("withdraw_keywords", Some("STOP,REVOKE")),
+    (
+        "withdrawn_message",
+        Some(
+            "You have withdrawn your consent: we no longer process your data for this. Message us any time to start again.",
+        ),
+    ),
     (
         "timeout_message",
         Some(
@@ -84,6 +91,11 @@ fn request_consent_privacy(given: &BTreeMap<String, String>) -> Result<Workflow,
     }
     let timeout: u64 = number(&p, "timeout_seconds")?;
     let max_jumps: u32 = number(&p, "max_jumps")?;
+    let keywords: Vec<&str> = p["withdraw_keywords"]
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect();
     let definition: Value = json!({
         "spec_version": SPEC_VERSION,
         "id": REQUEST_CONSENT_PRIVACY,
@@ -99,7 +111,8 @@ fn request_consent_privacy(given: &BTreeMap<String, String>) -> Result<Workflow,
              "options": [{"id": "agree", "label": p["option_label"], "next": "acknowledge"}],
              "timeout_seconds": timeout,
              "on_invalid": "retry_invalid",
-             "on_timeout": "send_timeout_fail"},
+             "on_timeout": "send_timeout_fail",
+             "consent": {"policy_url": policy_url, "accept": "agree"}},
             {"id": "acknowledge", "type": "send_message",
              "text": p["accepted_message"], "next": "tag_consent"},
             {"id": "tag_consent", "type": "update_contact_tag", "action": "add", "tag": p["tag"]},
@@ -110,7 +123,8 @@ fn request_consent_privacy(given: &BTreeMap<String, String>) -> Result<Workflow,
             {"id": "send_timeout_fail", "type": "send_message",
              "text": p["timeout_message"], "next": "close_conversation"},
             {"id": "close_conversation", "type": "close_conversation"}
-        ]
+        ],
+        "withdrawal": {"keywords": keywords, "tag": p["tag"], "message": p["withdrawn_message"]}
     });
     Ok(Workflow::from_value(definition)?)
 }

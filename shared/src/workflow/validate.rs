@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::Workflow;
-use super::limits::{STEP_ID_MAX_CHARS, STEPS_MAX, is_plain_id};
+use super::limits::{MESSAGE_TEXT_MAX_CHARS, STEP_ID_MAX_CHARS, STEPS_MAX, is_plain_id};
 use super::problems::{Problems, Report};
 use super::steps::Successor;
 
@@ -28,6 +28,30 @@ fn check_document(workflow: &Workflow, report: &mut Report) {
     }
     if workflow.name.trim().is_empty() {
         report.document("name", "must not be empty");
+    }
+    if let Some(w) = &workflow.withdrawal {
+        if w.keywords.is_empty()
+            || w.keywords
+                .iter()
+                .any(|k| k.trim().is_empty() || k.chars().count() > 64)
+        {
+            report.document(
+                "withdrawal.keywords",
+                "1 or more keywords of 1 to 64 characters",
+            );
+        }
+        if w.tag.trim().is_empty() || w.tag.len() != w.tag.trim().len() {
+            report.document(
+                "withdrawal.tag",
+                "a tag, without leading or trailing spaces",
+            );
+        }
+        if w.message.trim().is_empty() || w.message.chars().count() > MESSAGE_TEXT_MAX_CHARS {
+            report.document(
+                "withdrawal.message",
+                format!("1 to {MESSAGE_TEXT_MAX_CHARS} characters"),
+            );
+        }
     }
     if workflow.steps.is_empty() || workflow.steps.len() > STEPS_MAX {
         report.document("steps", format!("1 to {STEPS_MAX} steps"));

@@ -2,7 +2,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 use super::{Successor, check_text};
-use crate::engine::{Choice, Content, Flow, OutboundMessage, RunOutcome, StepContext, answer};
+use crate::engine::{
+    Choice, ConsentKind, Content, Details, Flow, Inbound, OutboundMessage, RunOutcome, StepContext,
+    answer,
+};
 use crate::workflow::limits::{
     OPTION_ID_MAX_BYTES, OPTION_LABEL_MAX_CHARS, OPTIONS_MAX, QUESTION_TEXT_MAX_CHARS,
     TIMEOUT_MAX_SECONDS, TIMEOUT_MIN_SECONDS, is_plain_id,
@@ -20,6 +23,20 @@ pub struct AskQuestion {
     pub timeout_seconds: u64,
     pub on_invalid: String,
     pub on_timeout: String,
+    /// Makes this a consent question: every decision on it goes to the consent ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentTerms>,
+}
+
+/// What the contact consents to by choosing the `accept` option.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentTerms {
+    pub policy_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    /// The option id that gives consent; any other valid option declines.
+    pub accept: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,6 +105,21 @@ impl AskQuestion {
                 );
             }
         }
+        if let Some(terms) = &self.consent {
+            if !self.options.iter().any(|o| o.id == terms.accept) {
+                report.step(
+                    step,
+                    "consent.accept",
+                    format!("no option has the id `{}`", terms.accept),
+                );
+            }
+            let url = &terms.policy_url;
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.contains(char::is_whitespace)
+            {
+                report.step(step, "consent.policy_url", "an http(s) URL without spaces");
+            }
+        }
         if !(TIMEOUT_MIN_SECONDS..=TIMEOUT_MAX_SECONDS).contains(&self.timeout_seconds) {
             report.step(
                 step,
@@ -110,17 +142,38 @@ impl AskQuestion {
                 .collect(),
         };
         ctx.ask(message, self.timeout_seconds);
+        self.record(ctx, ConsentKind::Asked, Details::default());
         Flow::Wait
     }
 
     /// The contact answered while this question was waiting.
-    pub fn on_answer(&self, ctx: &mut StepContext<'_>, content: &Content) -> Flow {
-        match answer::choose(&self.options, content) {
+    pub fn on_answer(&self, ctx: &mut StepContext<'_>, message: &Inbound) -> Flow {
+        let (payload, text) = match &message.content {
+            Content::Choice { id, label } => (Some(id.clone()), Some(label.clone())),
+            Content::Text { text } => (None, Some(text.clone())),
+            Content::Other { kind } => (Some(format!("({kind})")), None),
+        };
+        let how = Details {
+            provider_message_id: Some(message.message_id.clone()),
+            payload,
+            text,
+            provider_at: message.sent_at,
+            ..Details::default()
+        };
+        match answer::choose(&self.options, &message.content) {
             Some(option) => {
+                let accepted = self.consent.as_ref().is_some_and(|t| t.accept == option.id);
+                let kind = if accepted {
+                    ConsentKind::Accepted
+                } else {
+                    ConsentKind::Declined
+                };
+                self.record(ctx, kind, how);
                 ctx.answered(&option.id);
                 Flow::Goto(option.next.clone())
             }
             None => {
+                self.record(ctx, ConsentKind::InvalidAnswer, how);
                 ctx.set_outcome(RunOutcome::FailedInvalid);
                 Flow::Goto(self.on_invalid.clone())
             }
@@ -129,7 +182,30 @@ impl AskQuestion {
 
     /// Nobody answered in time.
     pub fn on_timeout(&self, ctx: &mut StepContext<'_>) -> Flow {
+        self.record(ctx, ConsentKind::TimedOut, Details::default());
         ctx.set_outcome(RunOutcome::FailedTimeout);
         Flow::Goto(self.on_timeout.clone())
+    }
+
+    /// The question could not be delivered.
+    pub fn on_delivery_failed(&self, ctx: &mut StepContext<'_>, reason: &str) {
+        let details = Details {
+            payload: Some(reason.to_string()),
+            ..Details::default()
+        };
+        self.record(ctx, ConsentKind::DeliveryFailed, details);
+    }
+
+    /// For a consent question, a ledger record with the question as it was asked.
+    fn record(&self, ctx: &mut StepContext<'_>, kind: ConsentKind, details: Details) {
+        let Some(terms) = &self.consent else { return };
+        let details = Details {
+            question: Some(self.text.clone()),
+            options: self.options.iter().map(|o| o.label.clone()).collect(),
+            policy_url: Some(terms.policy_url.clone()),
+            policy_version: terms.policy_version.clone(),
+            ..details
+        };
+        ctx.record(kind, details);
     }
 }

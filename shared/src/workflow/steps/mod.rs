@@ -10,7 +10,7 @@ mod update_contact_field;
 mod update_contact_tag;
 mod wait;
 
-pub use ask_question::{AnswerOption, AskQuestion};
+pub use ask_question::{AnswerOption, AskQuestion, ConsentTerms};
 pub use branch::{Branch, Case, Condition};
 pub use close_conversation::CloseConversation;
 pub use jump_to::JumpTo;
