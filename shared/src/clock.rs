@@ -53,6 +53,43 @@ impl Timestamp {
         ))
     }
 
+    /// RFC 3339 in UTC with milliseconds: `2026-12-01T21:30:05.123Z`.
+    pub fn to_rfc3339(self) -> String {
+        let whole = Timestamp(self.0.div_euclid(1000) * 1000).utc_datetime_ceil();
+        format!("{whole}.{:03}Z", self.0.rem_euclid(1000))
+    }
+
+    /// Parses RFC 3339 (`2026-12-01T21:30:05Z`, `…05.5+01:00`); `None` if it is not that.
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        let text = text.trim();
+        let (body, offset_minutes) = if let Some(body) = text.strip_suffix(['Z', 'z']) {
+            (body, 0)
+        } else {
+            let at = text.len().checked_sub(6)?;
+            let (body, offset) = text.split_at(at);
+            let sign = match offset.as_bytes().first() {
+                Some(b'+') => 1,
+                Some(b'-') => -1,
+                _ => return None,
+            };
+            let (h, m) = offset[1..].split_once(':')?;
+            (
+                body,
+                sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?),
+            )
+        };
+        let (whole, fraction) = match body.split_once('.') {
+            Some((whole, fraction)) => (whole, fraction),
+            None => (body, ""),
+        };
+        if !fraction.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+        let base = Timestamp::parse_utc_datetime(whole)?;
+        Some(Timestamp(base.0 + millis - offset_minutes * 60_000))
+    }
+
     /// Time from `self` until `later`, zero when `later` is not later.
     pub fn until(self, later: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(later.0 - self.0).unwrap_or(0))
@@ -142,5 +179,20 @@ mod tests {
         );
         assert_eq!(Timestamp::parse_utc_datetime("2026-13-01T00:00:00"), None);
         assert_eq!(Timestamp::parse_utc_datetime("yesterday"), None);
+        let t = Timestamp(1_796_160_605_123);
+        assert_eq!(t.to_rfc3339(), "2026-12-01T21:30:05.123Z");
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-12-01T21:30:05.123Z"),
+            Some(t)
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-12-01T22:30:05.123+01:00"),
+            Some(t)
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-12-01T21:30:05Z"),
+            Some(Timestamp(1_796_160_605_000))
+        );
+        assert_eq!(Timestamp::parse_rfc3339("2026-12-01"), None);
     }
 }

@@ -8,6 +8,7 @@
 //! - [`runtime`]: the use cases every host calls (accept a webhook, run steps, fire a timeout);
 //! - [`local`]: the one-process host over the embedded store.
 
+pub mod admin;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod channels;

@@ -198,6 +198,31 @@ pub trait LedgerStore: Send + Sync {
     async fn records_since(&self, since: Timestamp) -> Result<Vec<ConsentRecord>, StoreError>;
 }
 
+/// What the admin API needs beyond the runtime's ports.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Contacts tagged `tag`, `limit` at a time; `after` is the cursor a previous page
+    /// returned. Returns the page and the next cursor, if there is more.
+    async fn segment_page(
+        &self,
+        tag: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ContactId>, Option<String>), StoreError>;
+
+    /// Erases what the store holds about a contact except its consent ledger: record,
+    /// inbox, deduplication keys, timers, segment entries. `false` if there was nothing.
+    async fn erase(&self, contact: &ContactId) -> Result<bool, StoreError>;
+
+    async fn put_draft(
+        &self,
+        workflow_id: &str,
+        definition: &serde_json::Value,
+    ) -> Result<(), StoreError>;
+
+    async fn drafts(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+}
+
 /// Everything the runtime needs from storage.
 pub trait Store: InboxStore + StateStore + WorkflowStore + LedgerStore {}
 impl<T: InboxStore + StateStore + WorkflowStore + LedgerStore> Store for T {}

@@ -97,7 +97,7 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("listen on {}: {e}", args.listen))?;
     let clock = Arc::new(SystemClock);
-    let (app, published) = LocalApp::open(
+    let (mut app, published) = LocalApp::open(
         &args.data_dir,
         channels.clone(),
         clock,
@@ -106,6 +106,13 @@ async fn run(args: Args) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    match std::env::var("ASSENT_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        Some(token) => app = app.with_admin(token),
+        None => tracing::warn!("admin API off: set ASSENT_ADMIN_TOKEN to serve /admin"),
+    }
     tracing::info!(
         listen = %args.listen, data_dir = %args.data_dir.display(), workflow = %published.id,
         version = published.version, channels = ?served, pending_timers = app.pending_timers(),

@@ -23,6 +23,11 @@ impl Catalog {
         self.active = Some((id.to_string(), version));
     }
 
+    /// The workflow id and version new conversations start.
+    pub fn active(&self) -> Option<(&str, u32)> {
+        self.active.as_ref().map(|(id, v)| (id.as_str(), *v))
+    }
+
     pub fn get(&self, id: &str, version: u32) -> Option<&Workflow> {
         self.versions
             .get(&(id.to_string(), version))

@@ -42,6 +42,8 @@ pub struct LocalApp {
     doorbell: Arc<LocalDoorbell>,
     store: EmbeddedStore,
     clock: Arc<dyn Clock>,
+    /// The admin API's bearer token; `None`: the admin API is off.
+    admin_token: Option<String>,
 }
 
 impl LocalApp {
@@ -73,11 +75,32 @@ impl LocalApp {
             doorbell,
             store,
             clock,
+            admin_token: None,
         };
         for contact in app.store.contacts_with_pending_work().await? {
             app.doorbell.ring(&contact);
         }
         Ok((app, published))
+    }
+
+    /// Serves the admin API under /admin, for requests that carry `token`.
+    pub fn with_admin(mut self, token: String) -> Self {
+        self.admin_token = Some(token);
+        self
+    }
+
+    /// The HTTP routes: webhooks, health, and the admin API when it is on.
+    pub fn router(&self) -> axum::Router {
+        let mut router = crate::http::router(Arc::new(self.clone()));
+        if let Some(token) = &self.admin_token {
+            let api = crate::admin::AdminApi {
+                runtime: self.runtime.clone(),
+                store: Arc::new(self.store.clone()),
+                doorbell: self.doorbell.clone(),
+            };
+            router = router.merge(crate::admin::router(api, Some(token.clone())));
+        }
+        router
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -136,7 +159,7 @@ impl LocalApp {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), LocalError> {
         let timer_loop = tokio::spawn(self.clone().run_timers());
-        let router = crate::http::router(Arc::new(self.clone()));
+        let router = self.router();
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;

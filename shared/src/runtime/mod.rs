@@ -105,6 +105,11 @@ impl Runtime {
         &self.channels
     }
 
+    /// The workflow id and version new conversations start, if any.
+    pub fn active_workflow(&self) -> Option<(String, u32)> {
+        self.catalog().active().map(|(id, v)| (id.to_string(), v))
+    }
+
     fn catalog(&self) -> Arc<Catalog> {
         match self.catalog.read() {
             Ok(c) => c.clone(),

@@ -9,6 +9,7 @@
 //! | ledger record | `c#{contact}` | `ledger#{seq:010}` | `record` (JSON), `at` (ms); never expires |
 //! | parked record | `c#{contact}` | `parked#{stream seq}` | `error`, `at` |
 //! | workflow version | `workflows` | `{id}#v{version:010}` | `published` (JSON) |
+//! | workflow draft | `drafts` | `{id}` | `definition` (JSON) |
 //!
 //! The record is stored deflated: JSON compresses to about half, which keeps a record with
 //! its outbox (message texts) under the 1 KiB of one write unit.
@@ -32,8 +33,8 @@ use crate::clock::Timestamp;
 use crate::contact::ContactId;
 use crate::engine::ConsentRecord;
 use crate::ports::{
-    Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, LedgerStore, Loaded, StateStore,
-    StoreError, WorkflowStore,
+    AdminStore, Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, LedgerStore, Loaded,
+    StateStore, StoreError, WorkflowStore,
 };
 use crate::workflow::{PublishedWorkflow, Workflow};
 
@@ -46,6 +47,7 @@ pub const CONTACT_PREFIX: &str = "c#";
 const PARKED_PREFIX: &str = "parked#";
 pub const LEDGER_PREFIX: &str = "ledger#";
 const WORKFLOWS_PK: &str = "workflows";
+const DRAFTS_PK: &str = "drafts";
 /// The TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires";
 /// The sparse GSI over segment entries: hash key `seg` (the tag), range key `pk`.
@@ -440,6 +442,104 @@ impl StateStore for DynamoStore {
             processed,
             indexed_tags: wanted.clone(),
         })
+    }
+}
+
+#[async_trait]
+impl AdminStore for DynamoStore {
+    async fn segment_page(
+        &self,
+        tag: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ContactId>, Option<String>), StoreError> {
+        let start = after.map(|contact| {
+            HashMap::from([
+                (SEGMENT_KEY.to_string(), s(tag)),
+                (PK.to_string(), s(format!("{CONTACT_PREFIX}{contact}"))),
+                (SK.to_string(), s(format!("{TAG_PREFIX}{tag}"))),
+            ])
+        });
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(SEGMENT_INDEX)
+            .key_condition_expression("seg = :tag")
+            .expression_attribute_values(":tag", s(tag))
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let contacts: Vec<ContactId> = page
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| text(item, PK).ok().and_then(contact_from_pk))
+            .collect();
+        let next = page
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|key| key.get(PK))
+            .and_then(|pk| pk.as_s().ok())
+            .and_then(|pk| contact_from_pk(pk))
+            .map(|c| c.to_string());
+        Ok((contacts, next))
+    }
+
+    async fn erase(&self, contact: &ContactId) -> Result<bool, StoreError> {
+        let pk = contact_pk(contact);
+        let mut existed = false;
+        for item in self.partition(&pk).await? {
+            let sk = text(&item, SK)?;
+            if sk.starts_with(LEDGER_PREFIX) {
+                continue; // kept: docs/privacy.md says why
+            }
+            existed |= sk == STATE_SK;
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key(PK, s(&pk))
+                .key(SK, s(sk))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(existed)
+    }
+
+    async fn put_draft(
+        &self,
+        workflow_id: &str,
+        definition: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(DRAFTS_PK))
+            .item(SK, s(workflow_id))
+            .item("definition", s(definition.to_string()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn drafts(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.partition(DRAFTS_PK)
+            .await?
+            .iter()
+            .map(|item| {
+                Ok((
+                    text(item, SK)?.to_string(),
+                    json(text(item, "definition")?)?,
+                ))
+            })
+            .collect()
     }
 }
 

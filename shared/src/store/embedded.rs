@@ -10,8 +10,8 @@ use crate::clock::Timestamp;
 use crate::contact::ContactId;
 use crate::engine::{ConsentRecord, TimerRef};
 use crate::ports::{
-    Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, LedgerStore, Loaded, StateStore,
-    StoreError, WorkflowStore,
+    AdminStore, Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, LedgerStore, Loaded,
+    StateStore, StoreError, WorkflowStore,
 };
 use crate::workflow::{PublishedWorkflow, Workflow};
 
@@ -28,6 +28,10 @@ const PENDING: TableDefinition<&str, u8> = TableDefinition::new("pending");
 const TIMERS: TableDefinition<(&str, u64, u64), i64> = TableDefinition::new("timers");
 /// (workflow id, version) -> PublishedWorkflow
 const WORKFLOWS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("workflows");
+/// (tag, contact id) -> 1: the segment index, kept in step with the records at commit.
+const SEGMENTS: TableDefinition<(&str, &str), u8> = TableDefinition::new("segments");
+/// workflow id -> draft definition (JSON)
+const DRAFTS: TableDefinition<&str, &[u8]> = TableDefinition::new("drafts");
 /// (contact id, seq) -> ConsentRecord. Never pruned.
 const LEDGER: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("ledger");
 /// counters: "inbox_seq"
@@ -81,6 +85,8 @@ impl EmbeddedStore {
             txn.open_table(TIMERS)?;
             txn.open_table(WORKFLOWS)?;
             txn.open_table(LEDGER)?;
+            txn.open_table(SEGMENTS)?;
+            txn.open_table(DRAFTS)?;
             txn.open_table(META)?;
             let mut keys = txn.open_table(INBOX_KEYS)?;
             let cutoff = now.millis() - DEDUP_RETENTION_MS;
@@ -269,6 +275,7 @@ impl StateStore for EmbeddedStore {
             record: record.clone(),
         })?;
         let outbox_empty = record.outbox.is_empty();
+        let new_tags = record.state.profile.tags.clone();
         let consumed: Vec<u64> = consumed
             .iter()
             .map(|id| id.0.parse().map_err(corrupt))
@@ -277,11 +284,21 @@ impl StateStore for EmbeddedStore {
             s.write(|txn| {
                 let mut contacts = txn.open_table(CONTACTS)?;
                 let current = match contacts.get(contact.as_str())? {
-                    Some(bytes) => decode::<StoredRecord>(bytes.value())?.version,
-                    None => 0,
+                    Some(bytes) => Some(decode::<StoredRecord>(bytes.value())?),
+                    None => None,
                 };
-                if current != expected {
+                if current.as_ref().map_or(0, |c| c.version) != expected {
                     return Err(StoreError::Conflict);
+                }
+                let old_tags = current
+                    .map(|c| c.record.state.profile.tags)
+                    .unwrap_or_default();
+                let mut segments = txn.open_table(SEGMENTS)?;
+                for gone in old_tags.difference(&new_tags) {
+                    segments.remove((gone.as_str(), contact.as_str()))?;
+                }
+                for added in new_tags.difference(&old_tags) {
+                    segments.insert((added.as_str(), contact.as_str()), 1)?;
                 }
                 contacts.insert(contact.as_str(), bytes.as_slice())?;
                 let mut inbox = txn.open_table(INBOX)?;
@@ -317,6 +334,92 @@ impl EmbeddedStore {
                 let mut out = Vec::new();
                 for entry in pending.iter()? {
                     out.push(ContactId::from_stored(entry?.0.value()));
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AdminStore for EmbeddedStore {
+    async fn segment_page(
+        &self,
+        tag: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ContactId>, Option<String>), StoreError> {
+        let (tag, after) = (tag.to_string(), after.map(str::to_string));
+        self.blocking(move |s| {
+            s.read(|txn| {
+                let segments = txn.open_table(SEGMENTS)?;
+                let start = after.as_deref().unwrap_or("");
+                let mut page = Vec::new();
+                for entry in segments.range((tag.as_str(), start)..)? {
+                    let (key, _) = entry?;
+                    let (t, contact) = key.value();
+                    if t != tag {
+                        break;
+                    }
+                    if after.as_deref() == Some(contact) {
+                        continue;
+                    }
+                    if page.len() == limit {
+                        let next = page.last().map(|c: &ContactId| c.to_string());
+                        return Ok((page, next));
+                    }
+                    page.push(ContactId::from_stored(contact));
+                }
+                Ok((page, None))
+            })
+        })
+        .await
+    }
+
+    async fn erase(&self, contact: &ContactId) -> Result<bool, StoreError> {
+        let contact = contact.clone();
+        self.blocking(move |s| {
+            s.write(|txn| {
+                let c = contact.as_str();
+                let existed = txn.open_table(CONTACTS)?.remove(c)?.is_some();
+                txn.open_table(PENDING)?.remove(c)?;
+                txn.open_table(INBOX)?.retain(|(owner, _), _| owner != c)?;
+                txn.open_table(INBOX_KEYS)?
+                    .retain(|(owner, _), _| owner != c)?;
+                txn.open_table(TIMERS)?
+                    .retain(|(owner, _, _), _| owner != c)?;
+                txn.open_table(SEGMENTS)?
+                    .retain(|(_, owner), _| owner != c)?;
+                Ok(existed)
+            })
+        })
+        .await
+    }
+
+    async fn put_draft(
+        &self,
+        workflow_id: &str,
+        definition: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let (id, bytes) = (workflow_id.to_string(), encode(definition)?);
+        self.blocking(move |s| {
+            s.write(|txn| {
+                txn.open_table(DRAFTS)?
+                    .insert(id.as_str(), bytes.as_slice())?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn drafts(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.blocking(|s| {
+            s.read(|txn| {
+                let mut out = Vec::new();
+                for entry in txn.open_table(DRAFTS)?.iter()? {
+                    let (id, bytes) = entry?;
+                    out.push((id.value().to_string(), decode(bytes.value())?));
                 }
                 Ok(out)
             })

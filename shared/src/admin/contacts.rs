@@ -1,0 +1,84 @@
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AdminApi, error, ok, unavailable};
+use crate::contact::ContactId;
+use crate::ports::ContactRecord;
+
+#[derive(Deserialize)]
+pub struct SegmentQuery {
+    tag: Option<String>,
+    next: Option<String>,
+    limit: Option<usize>,
+}
+
+const PAGE_DEFAULT: usize = 50;
+const PAGE_MAX: usize = 500;
+
+fn summary(record: &ContactRecord) -> serde_json::Value {
+    let address = record.state.profile.address.as_ref();
+    json!({
+        "id": record.state.contact,
+        "channel": address.map(|a| a.channel.as_str()),
+        "channel_user": address.map(|a| a.user_id.as_str()),
+        "name": record.state.profile.name,
+        "tags": record.state.profile.tags,
+    })
+}
+
+/// GET /admin/contacts?tag=TAG&next=CURSOR&limit=N: a segment, a page at a time.
+pub async fn segment(State(api): State<AdminApi>, Query(query): Query<SegmentQuery>) -> Response {
+    let Some(tag) = query.tag.filter(|t| !t.trim().is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`tag` is required: a segment is the contacts with a tag",
+        );
+    };
+    let limit = query.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX);
+    let (ids, next) = match api
+        .store
+        .segment_page(&tag, query.next.as_deref(), limit)
+        .await
+    {
+        Ok(page) => page,
+        Err(e) => return unavailable(e),
+    };
+    let mut contacts = Vec::with_capacity(ids.len());
+    for id in ids {
+        match api.store.load(&id).await {
+            Ok(loaded) => contacts.extend(loaded.record.as_ref().map(summary)),
+            Err(e) => return unavailable(e),
+        }
+    }
+    ok(json!({"tag": tag, "contacts": contacts, "next": next}))
+}
+
+/// GET /admin/contacts/{id}: profile, tags, fields, the open conversation and its run.
+pub async fn show(State(api): State<AdminApi>, Path(id): Path<String>) -> Response {
+    let id = ContactId::from_stored(id);
+    let record = match api.store.load(&id).await {
+        Ok(loaded) => loaded.record,
+        Err(e) => return unavailable(e),
+    };
+    let Some(record) = record else {
+        return error(StatusCode::NOT_FOUND, "no such contact");
+    };
+    let mut body = summary(&record);
+    body["fields"] = json!(record.state.profile.fields);
+    body["conversation"] = json!(record.state.conversation);
+    body["last_closed_conversation"] = json!(record.state.last_closed);
+    body["pending_effects"] = json!(record.outbox.len());
+    ok(body)
+}
+
+/// DELETE /admin/contacts/{id}: erasure (docs/privacy.md: the ledger stays).
+pub async fn erase(State(api): State<AdminApi>, Path(id): Path<String>) -> Response {
+    match api.store.erase(&ContactId::from_stored(id)).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such contact"),
+        Err(e) => unavailable(e),
+    }
+}

@@ -1,0 +1,118 @@
+//! The admin API under `/admin` (docs/admin-api.yaml): segments, contacts, the consent
+//! ledger, withdrawal, erasure, export, workflows and reports. The same router serves
+//! `assent-local` (bearer token) and the admin Lambda function (IAM auth at the gateway).
+
+mod consent;
+mod contacts;
+mod reports;
+mod workflows;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+use crate::ports::{AdminStore, Doorbell, Store, StoreError};
+use crate::runtime::Runtime;
+
+/// Every admin route, as docs/admin-api.yaml documents them (a test keeps the two in step).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/admin/contacts"),
+    ("GET", "/admin/contacts/{id}"),
+    ("DELETE", "/admin/contacts/{id}"),
+    ("GET", "/admin/contacts/{id}/consent"),
+    ("POST", "/admin/contacts/{id}/consent/withdraw"),
+    ("GET", "/admin/consent/export"),
+    ("GET", "/admin/workflows"),
+    ("POST", "/admin/workflows"),
+    ("GET", "/admin/workflows/{id}"),
+    ("PUT", "/admin/workflows/{id}"),
+    ("POST", "/admin/workflows/{id}/publish"),
+    ("GET", "/admin/workflows/{id}/versions"),
+    ("GET", "/admin/reports/consent"),
+];
+
+/// A store that serves both the runtime and the admin API.
+pub trait AdminBackend: Store + AdminStore {}
+impl<T: Store + AdminStore> AdminBackend for T {}
+
+#[derive(Clone)]
+pub struct AdminApi {
+    pub runtime: Arc<Runtime>,
+    pub store: Arc<dyn AdminBackend>,
+    /// Wakes a contact's steps after a withdrawal is queued (a no-op where a stream does).
+    pub doorbell: Arc<dyn Doorbell>,
+}
+
+/// The admin routes; with `token`, every request must carry `Authorization: Bearer {token}`.
+pub fn router(api: AdminApi, token: Option<String>) -> Router {
+    let routes = Router::new()
+        .route("/admin/contacts", get(contacts::segment))
+        .route(
+            "/admin/contacts/{id}",
+            get(contacts::show).delete(contacts::erase),
+        )
+        .route("/admin/contacts/{id}/consent", get(consent::ledger))
+        .route(
+            "/admin/contacts/{id}/consent/withdraw",
+            post(consent::withdraw),
+        )
+        .route("/admin/consent/export", get(consent::export))
+        .route(
+            "/admin/workflows",
+            get(workflows::list).post(workflows::from_template),
+        )
+        .route(
+            "/admin/workflows/{id}",
+            get(workflows::show).put(workflows::save_draft),
+        )
+        .route("/admin/workflows/{id}/publish", post(workflows::publish))
+        .route("/admin/workflows/{id}/versions", get(workflows::versions))
+        .route("/admin/reports/consent", get(reports::consent))
+        .with_state(api);
+    match token {
+        Some(token) => routes.layer(middleware::from_fn_with_state(Arc::new(token), bearer)),
+        None => routes,
+    }
+}
+
+async fn bearer(State(token): State<Arc<String>>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        next.run(request).await
+    } else {
+        let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({"error": message.to_string()}))).into_response()
+}
+
+pub(crate) fn ok(value: Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+/// Store trouble is the server's, and may pass: 503.
+pub(crate) fn unavailable(e: StoreError) -> Response {
+    tracing::error!(error = %e, "admin: store error");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store is unavailable, try again",
+    )
+}
