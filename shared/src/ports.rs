@@ -179,6 +179,11 @@ pub trait WorkflowStore: Send + Sync {
     ) -> Result<PublishedWorkflow, StoreError>;
 
     async fn published(&self) -> Result<Vec<PublishedWorkflow>, StoreError>;
+
+    /// Makes `id`@`version` what new conversations start, for every host that reads it.
+    async fn set_active(&self, id: &str, version: u32) -> Result<(), StoreError>;
+
+    async fn active(&self) -> Result<Option<(String, u32)>, StoreError>;
 }
 
 /// The consent ledger: append-only, per contact, in seq order.

@@ -64,7 +64,8 @@ impl Stack {
         let scheduler = aws::scheduler(&sdk, &meter);
         let group = aws::schedule_group(&scheduler).await;
         let sandbox = support::sandbox().await;
-        let clock = Arc::new(ManualClock::starting_at(Timestamp(1_796_160_000_000)));
+        // From the real time, so that TTLs and the emulator's stream times agree with it.
+        let clock = Arc::new(ManualClock::starting_at(assent::clock::SystemClock.now()));
         let webhook_runtime = Arc::new(Runtime::new(
             Arc::new(store.clone()),
             Arc::new(Disabled),
@@ -550,8 +551,14 @@ async fn a_failing_contact_never_blocks_the_batch_and_is_parked_in_time() {
     assert_eq!(stack.sent_to(q).len(), 2, "Q went on in the same batch");
     assert!(stack.sent_to(p).is_empty());
 
-    // Two hours later P's record still fails: it is parked with its error.
-    stack.clock.advance(Duration::from_secs(2 * 3600));
+    // Two hours after the record was written, it still fails: it is parked with its error.
+    let created_secs = p_records[0]["dynamodb"]["ApproximateCreationDateTime"]
+        .as_i64()
+        .unwrap();
+    let two_hours_later = Timestamp::from_secs(created_secs + 2 * 3600);
+    stack
+        .clock
+        .advance(stack.clock.now().until(two_hours_later));
     for n in 1..=3 {
         stack.sandbox.fail_in(n, 503, json!({}));
     }

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use assent::aws::meter::Meter;
-use assent::aws::{Env, StepConfig, TimeoutConfig, WebhookConfig};
+use assent::aws::{AdminConfig, Env, StepConfig, TimeoutConfig, WebhookConfig};
 use assent::clock::{ManualClock, Timestamp};
 use assent::contact::ContactId;
 use assent::engine::{Content, Inbound};
@@ -23,8 +23,14 @@ use assent::store::dynamodb::{SEGMENT_INDEX, SEGMENT_KEY, STREAM_FILTER_PATTERN,
 use assent::timers::{Disabled, SchedulerTimers};
 use assent::workflow::Workflow;
 use support::aws;
+use tower::ServiceExt;
 
-const FUNCTIONS: [&str; 3] = ["WebhookFunction", "StepFunction", "TimeoutFunction"];
+const FUNCTIONS: [&str; 4] = [
+    "WebhookFunction",
+    "StepFunction",
+    "TimeoutFunction",
+    "AdminFunction",
+];
 
 /// Actions the platform performs with a function's role, not the function's code.
 const PLATFORM: &[(&str, &str, &str)] = &[
@@ -125,6 +131,7 @@ fn read_by(function: &str) -> BTreeSet<String> {
         "WebhookFunction" => drop(WebhookConfig::from_env(&env).unwrap()),
         "StepFunction" => drop(StepConfig::from_env(&env).unwrap()),
         "TimeoutFunction" => drop(TimeoutConfig::from_env(&env).unwrap()),
+        "AdminFunction" => drop(AdminConfig::from_env(&env).unwrap()),
         other => panic!("{other}"),
     }
     let mut read = env.read.into_inner();
@@ -324,6 +331,48 @@ async fn observed_actions() -> HashMap<&'static str, BTreeSet<String>> {
     )
     .await
     .unwrap();
+    // admin: every route once, on the contact above.
+    let admin_store = store("AdminFunction");
+    let admin_runtime = Arc::new(Runtime::new(
+        Arc::new(admin_store.clone()),
+        Arc::new(Disabled),
+        Default::default(),
+        clock.clone(),
+        Default::default(),
+    ));
+    admin_runtime.load_catalog().await.unwrap();
+    let api = assent::admin::AdminApi {
+        runtime: admin_runtime,
+        store: Arc::new(admin_store),
+        doorbell: Arc::new(assent::aws::StreamDoorbell),
+    };
+    let router = assent::admin::router(api, None);
+    let id = contact.to_string();
+    let draft = serde_json::to_string(&tag_and_untag().to_value()).unwrap();
+    for (method, path, body) in [
+        ("GET", "/admin/contacts?tag=T".to_string(), None),
+        ("GET", format!("/admin/contacts/{id}"), None),
+        ("GET", format!("/admin/contacts/{id}/consent"), None),
+        ("POST", format!("/admin/contacts/{id}/consent/withdraw"), None),
+        ("GET", "/admin/consent/export".to_string(), None),
+        ("GET", "/admin/reports/consent?workflow=tag-untag".to_string(), None),
+        ("GET", "/admin/workflows".to_string(), None),
+        ("POST", "/admin/workflows".to_string(), Some(r#"{"template": "request-consent-privacy", "params": {"policy_url": "https://example.com/p"}}"#.to_string())),
+        ("PUT", "/admin/workflows/tag-untag".to_string(), Some(draft)),
+        ("POST", "/admin/workflows/tag-untag/publish".to_string(), None),
+        ("GET", "/admin/workflows/tag-untag/versions".to_string(), None),
+        ("GET", "/admin/workflows/tag-untag".to_string(), None),
+        ("DELETE", format!("/admin/contacts/{id}"), None),
+    ] {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(&path)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.unwrap_or_default()))
+            .unwrap();
+        let status = router.clone().oneshot(request).await.unwrap().status();
+        assert!(status.is_success(), "{method} {path}: {status}");
+    }
     FUNCTIONS.iter().map(|f| (*f, called(&meters[f]))).collect()
 }
 
@@ -380,11 +429,13 @@ fn grants_are_scoped_to_the_stack_resources() {
                             "{function} {action}"
                         )
                     }
-                    "dynamodb" => assert_eq!(
-                        resource,
-                        &json!({"!GetAtt": "Table.Arn"}),
-                        "{function} {action}"
-                    ),
+                    "dynamodb" => {
+                        // The table, and for the admin API the segments index too.
+                        let table = json!({"!GetAtt": "Table.Arn"});
+                        let index = json!({"!Sub": "${Table.Arn}/index/segments"});
+                        let scoped = resource == &table || resource == &json!([table, index]);
+                        assert!(scoped, "{function} {action}: {resource}");
+                    }
                     "scheduler" => assert!(
                         resource["!Sub"]
                             .as_str()

@@ -84,6 +84,27 @@ pub struct TimeoutConfig {
     pub table: String,
 }
 
+/// The admin function's configuration.
+pub struct AdminConfig {
+    pub table: String,
+}
+
+impl AdminConfig {
+    /// ASSENT_TABLE.
+    pub fn from_env(env: &dyn Env) -> Result<Self, SetupError> {
+        Ok(AdminConfig {
+            table: required(env, "ASSENT_TABLE")?,
+        })
+    }
+}
+
+/// On AWS the table's stream wakes the steps: ringing has nothing to do.
+pub struct StreamDoorbell;
+
+impl crate::ports::Doorbell for StreamDoorbell {
+    fn ring(&self, _: &crate::contact::ContactId) {}
+}
+
 impl WebhookConfig {
     /// ASSENT_TABLE and the channels' receiving secrets.
     pub fn from_env(env: &dyn Env) -> Result<Self, SetupError> {
@@ -216,8 +237,30 @@ pub fn timeout_runtime(sdk: &SdkConfig, config: TimeoutConfig) -> Arc<Runtime> {
     )
 }
 
+/// The admin API over the table. It decides nothing itself: a withdrawal is queued as an
+/// event for the step function, and publishing sets the active version in the table.
+pub async fn admin_api(
+    sdk: &SdkConfig,
+    config: AdminConfig,
+) -> Result<crate::admin::AdminApi, SetupError> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
+    let runtime = runtime(
+        &store,
+        Arc::new(Disabled),
+        Channels::default(),
+        Arc::new(SystemClock),
+    );
+    runtime.load_catalog().await?;
+    Ok(crate::admin::AdminApi {
+        runtime,
+        store: Arc::new(store),
+        doorbell: Arc::new(StreamDoorbell),
+    })
+}
+
 /// The step function runs the engine: it sends, arms schedules and needs the workflows.
-/// Publishes the configured workflow (a no-op when unchanged) and loads every version.
+/// Loads the published versions; if none is active yet (a new stack), publishes and
+/// activates the configured template. After that the admin API decides what is active.
 pub async fn step_runtime(
     sdk: &SdkConfig,
     config: StepConfig,
@@ -231,6 +274,8 @@ pub async fn step_runtime(
         clock.clone(),
     );
     let runtime = runtime(&store, Arc::new(timers), channels(config.whatsapp), clock);
-    runtime.publish_and_activate(&config.workflow).await?;
+    if !runtime.load_catalog().await? {
+        runtime.publish_and_activate(&config.workflow).await?;
+    }
     Ok((runtime, store))
 }

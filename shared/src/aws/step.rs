@@ -19,6 +19,9 @@ use crate::runtime::Runtime;
 use crate::store::DynamoStore;
 use crate::store::dynamodb::{INBOX_PREFIX, contact_from_pk};
 
+/// How old the loaded workflows may get before a batch reloads them.
+pub const CATALOG_MAX_AGE: Duration = Duration::from_secs(60);
+
 /// How long a record may keep failing before it is parked.
 pub const PARK_AFTER: Duration = Duration::from_secs(3600);
 
@@ -33,6 +36,10 @@ pub async fn handle(
     store: &DynamoStore,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
+    // A version published through the admin API reaches warm instances within a minute.
+    if let Err(e) = runtime.refresh_catalog(CATALOG_MAX_AGE).await {
+        tracing::warn!(error = %e, "could not refresh the workflows; using the ones loaded");
+    }
     let mut rungs: Vec<Rung> = Vec::new();
     for record in event.payload.records {
         let sequence = record.change.sequence_number.clone().unwrap_or_default();

@@ -72,6 +72,7 @@ pub struct Runtime {
     channels: Channels,
     clock: Arc<dyn Clock>,
     catalog: RwLock<Arc<Catalog>>,
+    catalog_loaded_at: std::sync::Mutex<Option<std::time::Instant>>,
     config: RuntimeConfig,
     /// Names this runtime in outbox leases.
     executor: String,
@@ -91,6 +92,7 @@ impl Runtime {
             channels,
             clock,
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            catalog_loaded_at: std::sync::Mutex::new(None),
             config,
             executor: executor_id(),
         }

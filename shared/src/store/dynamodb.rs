@@ -10,6 +10,7 @@
 //! | parked record | `c#{contact}` | `parked#{stream seq}` | `error`, `at` |
 //! | workflow version | `workflows` | `{id}#v{version:010}` | `published` (JSON) |
 //! | workflow draft | `drafts` | `{id}` | `definition` (JSON) |
+//! | active workflow | `settings` | `active_workflow` | `id`, `version` |
 //!
 //! The record is stored deflated: JSON compresses to about half, which keeps a record with
 //! its outbox (message texts) under the 1 KiB of one write unit.
@@ -48,6 +49,7 @@ const PARKED_PREFIX: &str = "parked#";
 pub const LEDGER_PREFIX: &str = "ledger#";
 const WORKFLOWS_PK: &str = "workflows";
 const DRAFTS_PK: &str = "drafts";
+const SETTINGS_PK: &str = "settings";
 /// The TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires";
 /// The sparse GSI over segment entries: hash key `seg` (the tag), range key `pk`.
@@ -665,6 +667,34 @@ impl WorkflowStore for DynamoStore {
             Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    async fn set_active(&self, id: &str, version: u32) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(SETTINGS_PK))
+            .item(SK, s("active_workflow"))
+            .item("id", s(id))
+            .item("version", n(version))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn active(&self) -> Result<Option<(String, u32)>, StoreError> {
+        let items = self.partition(SETTINGS_PK).await?;
+        let Some(item) = items
+            .iter()
+            .find(|i| text(i, SK).is_ok_and(|sk| sk == "active_workflow"))
+        else {
+            return Ok(None);
+        };
+        let version = u32::try_from(number(item, "version")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some((text(item, "id")?.to_string(), version)))
     }
 
     async fn published(&self) -> Result<Vec<PublishedWorkflow>, StoreError> {

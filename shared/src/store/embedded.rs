@@ -34,6 +34,9 @@ const SEGMENTS: TableDefinition<(&str, &str), u8> = TableDefinition::new("segmen
 const DRAFTS: TableDefinition<&str, &[u8]> = TableDefinition::new("drafts");
 /// (contact id, seq) -> ConsentRecord. Never pruned.
 const LEDGER: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("ledger");
+/// settings: the active workflow, as JSON `[id, version]` under [`ACTIVE_KEY`]
+const DRAFTS_META: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+const ACTIVE_KEY: &str = "active_workflow";
 /// counters: "inbox_seq"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -87,6 +90,7 @@ impl EmbeddedStore {
             txn.open_table(LEDGER)?;
             txn.open_table(SEGMENTS)?;
             txn.open_table(DRAFTS)?;
+            txn.open_table(DRAFTS_META)?;
             txn.open_table(META)?;
             let mut keys = txn.open_table(INBOX_KEYS)?;
             let cutoff = now.millis() - DEDUP_RETENTION_MS;
@@ -518,6 +522,28 @@ impl WorkflowStore for EmbeddedStore {
                     encode(&published)?.as_slice(),
                 )?;
                 Ok(published)
+            })
+        })
+        .await
+    }
+
+    async fn set_active(&self, id: &str, version: u32) -> Result<(), StoreError> {
+        let bytes = encode(&(id, version))?;
+        self.blocking(move |s| {
+            s.write(|txn| {
+                txn.open_table(DRAFTS_META)?
+                    .insert(ACTIVE_KEY, bytes.as_slice())?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn active(&self) -> Result<Option<(String, u32)>, StoreError> {
+        self.blocking(|s| {
+            s.read(|txn| match txn.open_table(DRAFTS_META)?.get(ACTIVE_KEY)? {
+                Some(bytes) => Ok(Some(decode(bytes.value())?)),
+                None => Ok(None),
             })
         })
         .await
