@@ -1,26 +1,25 @@
 //! The runtime over real parts: the embedded store on disk, the WhatsApp client against a
 //! local Graph API sandbox, local timers, on a manual clock.
 
+mod support;
+
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use assent::channels::Channels;
 use assent::channels::whatsapp::sandbox::{self, GraphSandbox, SentMessage};
-use assent::channels::whatsapp::{WhatsApp, WhatsAppConfig, sign};
+use assent::channels::whatsapp::sign;
 use assent::clock::{ManualClock, Timestamp};
 use assent::contact::ContactId;
 use assent::engine::TimerRef;
 use assent::local::LocalApp;
 use assent::ports::Appended;
 use assent::runtime::{RuntimeConfig, WebhookRequest, WebhookResponse};
-use assent::workflow::template;
 
-const SECRET: &str = "test-app-secret";
-const PHONE_NUMBER_ID: &str = "106540352242922";
+use support::{PHONE_NUMBER_ID, SECRET};
+
 const WA_ID: &str = "4915112345678";
 
 struct Setup {
@@ -65,24 +64,12 @@ impl Setup {
 }
 
 async fn open_app(dir: &Path, sandbox: &GraphSandbox, clock: Arc<ManualClock>) -> LocalApp {
-    let whatsapp = WhatsApp::new(WhatsAppConfig {
-        app_secret: Some(SECRET.into()),
-        verify_token: Some("verify".into()),
-        access_token: "token".into(),
-        api_base: sandbox.base_url(),
-    })
-    .unwrap();
-    let params = BTreeMap::from([(
-        "policy_url".to_string(),
-        "https://example.com/privacy".to_string(),
-    )]);
-    let workflow = template::build(template::REQUEST_CONSENT_PRIVACY, &params).unwrap();
     let config = RuntimeConfig {
         send_backoff: Duration::from_millis(10),
         ..RuntimeConfig::default()
     };
-    let channels = Channels::default().with(Arc::new(whatsapp));
-    LocalApp::open(dir, channels, clock, config, &workflow)
+    let workflow = support::consent_workflow(300);
+    LocalApp::open(dir, support::whatsapp(sandbox), clock, config, &workflow)
         .await
         .unwrap()
         .0
@@ -217,29 +204,13 @@ async fn a_stale_timeout_changes_nothing() {
     post(&app, &s.body(sandbox::text("Hello"))).await;
     post(&app, &s.body(agree())).await;
     let contact = ContactId::new("whatsapp", WA_ID);
-    let fired = app
-        .runtime()
-        .fire_timeout(
-            &contact,
-            TimerRef {
-                run: 1,
-                wait_seq: 1,
-            },
-        )
-        .await
-        .unwrap();
+    let timer = TimerRef {
+        run: 1,
+        wait_seq: 1,
+    };
+    let fired = app.runtime().fire_timeout(&contact, timer).await.unwrap();
     assert_eq!(fired, Appended::New);
-    let again = app
-        .runtime()
-        .fire_timeout(
-            &contact,
-            TimerRef {
-                run: 1,
-                wait_seq: 1,
-            },
-        )
-        .await
-        .unwrap();
+    let again = app.runtime().fire_timeout(&contact, timer).await.unwrap();
     assert_eq!(
         again,
         Appended::Duplicate,
