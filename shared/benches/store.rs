@@ -1,0 +1,76 @@
+//! Embedded store commits per second: one event's worth of store work (append an inbox
+//! item, load the contact, commit the record consuming it), each a durable transaction,
+//! for a new contact each time. Measured on the working directory's disk and, where the
+//! machine has one, on tmpfs (/dev/shm), which shows the cost of fsync.
+//! `cargo bench -p assent --bench store`
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use assent::clock::Timestamp;
+use assent::contact::{Address, ContactId};
+use assent::engine::{Content, Inbound};
+use assent::ports::{ContactRecord, InboxItem, InboxStore, StateStore};
+use assent::store::EmbeddedStore;
+
+fn cycle(rt: &tokio::runtime::Runtime, store: &EmbeddedStore, n: u64) {
+    rt.block_on(async {
+        let contact = ContactId::new("whatsapp", &n.to_string());
+        let item = InboxItem::inbound(
+            Inbound {
+                from: Address {
+                    channel: "whatsapp".into(),
+                    user_id: n.to_string(),
+                    via: Some("p".into()),
+                },
+                message_id: format!("m{n}"),
+                name: None,
+                content: Content::Text {
+                    text: "Hello".into(),
+                },
+                sent_at: None,
+            },
+            Timestamp(1),
+        );
+        store.append(&contact, item).await.unwrap();
+        let loaded = store.load(&contact).await.unwrap();
+        let consumed: Vec<_> = loaded.inbox.iter().map(|(id, _)| id.clone()).collect();
+        store
+            .commit(
+                &contact,
+                &ContactRecord::new(contact.clone()),
+                &loaded.base,
+                &consumed,
+            )
+            .await
+            .unwrap();
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut places = vec![(
+        "disk",
+        tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
+    )];
+    if std::path::Path::new("/dev/shm").is_dir() {
+        places.push(("tmpfs", tempfile::tempdir_in("/dev/shm").unwrap()));
+    }
+    let counter = AtomicU64::new(0);
+    let mut group = c.benchmark_group("embedded_store");
+    group.throughput(Throughput::Elements(1)); // one event's append + load + commit
+    for (name, dir) in &places {
+        let store = EmbeddedStore::open(&dir.path().join("bench.redb"), Timestamp(1)).unwrap();
+        group.bench_function(format!("event_cycle_{name}"), |b| {
+            b.iter(|| cycle(&rt, &store, counter.fetch_add(1, Ordering::Relaxed)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
