@@ -484,3 +484,51 @@ async fn editing_a_stored_ledger_record_breaks_the_chain() {
     assert_eq!(ledger["chain_valid"], false);
     assert_eq!(ledger["chain_break"]["seq"], 2);
 }
+
+#[tokio::test]
+async fn an_erased_contact_stays_erased_when_its_timer_comes_due() {
+    let graph = graph().await;
+    let server = Server::signed(&graph, &["--set", "timeout_seconds=1"]).await;
+    let g = "4915112340007";
+    let id = format!("whatsapp:{g}");
+    server.send(g, "wamid.g.1", sandbox::text("Hello")).await;
+    wait_for_to(&graph, g, 2).await;
+    // Once the question is out and its timer armed, nothing is in flight.
+    eventually(&server, &format!("/admin/contacts/{id}"), |c| {
+        c["pending_effects"] == 0
+    })
+    .await;
+    let (status, _) = server
+        .admin(Method::DELETE, &format!("/admin/contacts/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        server
+            .admin(Method::GET, &format!("/admin/contacts/{id}"), None)
+            .await
+            .0,
+        404
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await; // past the 1 s timeout
+    let after = server
+        .admin(Method::GET, &format!("/admin/contacts/{id}"), None)
+        .await;
+    if after.0 != 404 {
+        eprintln!(
+            "LOG {}\nBODY {}",
+            server
+                .log()
+                .lines()
+                .filter(|l| !l.contains("webhook accepted"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            after.1
+        );
+    }
+    assert_eq!(after.0, 404);
+    assert_eq!(
+        sent_to(&graph, g).len(),
+        2,
+        "no timeout message to an erased contact"
+    );
+}

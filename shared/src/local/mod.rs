@@ -139,6 +139,11 @@ impl LocalApp {
         contact: &ContactId,
         timer: crate::engine::TimerRef,
     ) -> Result<(), LocalError> {
+        if !self.store.has_timer(contact, timer).await? {
+            // Gone from the store (the contact was erased): forget it, fire nothing.
+            self.timers.fired(contact, timer).await?;
+            return Ok(());
+        }
         self.runtime.fire_timeout(contact, timer).await?;
         self.timers.fired(contact, timer).await?;
         self.doorbell.ring(contact);

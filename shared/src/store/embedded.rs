@@ -165,6 +165,24 @@ impl EmbeddedStore {
         .await
     }
 
+    /// Whether a timer is still stored (not fired, cancelled or erased).
+    pub async fn has_timer(
+        &self,
+        contact: &ContactId,
+        timer: TimerRef,
+    ) -> Result<bool, StoreError> {
+        let contact = contact.clone();
+        self.blocking(move |s| {
+            s.read(|txn| {
+                let timers = txn.open_table(TIMERS)?;
+                Ok(timers
+                    .get((contact.as_str(), timer.run, timer.wait_seq))?
+                    .is_some())
+            })
+        })
+        .await
+    }
+
     /// Every persisted timer, to re-arm at start.
     pub async fn timers(&self) -> Result<Vec<(ContactId, TimerRef, Timestamp)>, StoreError> {
         self.blocking(|s| {
