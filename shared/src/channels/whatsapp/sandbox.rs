@@ -20,6 +20,8 @@ pub struct SentMessage {
     pub phone_number_id: String,
     pub authorization: Option<String>,
     pub body: Value,
+    /// When the sandbox received it (for lateness measurements).
+    pub received_at: std::time::SystemTime,
 }
 
 impl SentMessage {
@@ -191,6 +193,7 @@ async fn receive(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         body,
+        received_at: std::time::SystemTime::now(),
     };
     if shared.print.load(Ordering::SeqCst) {
         print_line(&message);

@@ -1,0 +1,253 @@
+//! Load bench: N conversations through the real `assent-local` over HTTP, with signed
+//! WhatsApp webhooks and the Graph API sandbox, then the same request load against a bare
+//! HTTP server (the floor). Method and numbers: docs/PERFORMANCE.md.
+//!
+//! cargo build --release -p assent-local --bins --examples &&
+//! target/release/examples/load [conversations] [concurrency]     (default 10000 64)
+//!
+//! 90 % of the contacts accept (hello, then the tap), 10 % say hello and then nothing, so
+//! their timeouts fire (timeout 5 s) and their lateness can be measured.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+use assent::channels::whatsapp::sandbox::{self, GraphSandbox};
+
+const SECRET: &str = "load-secret";
+const TIMEOUT_SECONDS: u64 = 5;
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn body(wa_id: &str, id: &str, message: serde_json::Value) -> Vec<u8> {
+    sandbox::meta_json(&sandbox::message_webhook(
+        "106540352242922",
+        wa_id,
+        "Load",
+        id,
+        1_750_000_000,
+        message,
+    ))
+    .into_bytes()
+}
+
+/// POSTs every body with at most `concurrency` in flight; returns each ack's latency.
+async fn post_all(url: &str, bodies: Vec<Vec<u8>>, concurrency: usize) -> Vec<Duration> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let gate = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let (client, gate, url) = (client.clone(), gate.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            let started = Instant::now();
+            let signature = sign(&body);
+            let response = client
+                .post(&url)
+                .header("x-hub-signature-256", signature)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            started.elapsed()
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        latencies.push(task.await.unwrap());
+    }
+    latencies
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn wait_until(graph: &GraphSandbox, count: usize, patience: Duration) -> usize {
+    let deadline = Instant::now() + patience;
+    loop {
+        let n = graph.sent().len();
+        if n >= count || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn peak_memory_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
+    let silent = n / 10;
+    let binary = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("assent-local");
+    assert!(
+        binary.exists(),
+        "build it first: cargo build --release -p assent-local --bins --examples"
+    );
+
+    let graph = GraphSandbox::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(&binary)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--set",
+            "policy_url=https://example.com/privacy",
+        ])
+        .args(["--set", &format!("timeout_seconds={TIMEOUT_SECONDS}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_clear()
+        .env("WHATSAPP_APP_SECRET", SECRET)
+        .env("WHATSAPP_ACCESS_TOKEN", "t")
+        .env("WHATSAPP_API_BASE", graph.base_url())
+        .env("ASSENT_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let url = format!("http://127.0.0.1:{port}/webhooks/whatsapp");
+    let client = reqwest::Client::new();
+    while client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let contacts: Vec<String> = (0..n).map(|i| format!("49{i:011}")).collect();
+    let hellos: Vec<Vec<u8>> = contacts
+        .iter()
+        .map(|c| body(c, &format!("{c}.1"), sandbox::text("Hello")))
+        .collect();
+    let taps: Vec<Vec<u8>> = contacts[silent..]
+        .iter()
+        .map(|c| {
+            body(
+                c,
+                &format!("{c}.2"),
+                sandbox::button_reply("agree", "AGREE & PROCEED"),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let mut acks = post_all(&url, hellos.clone(), concurrency).await;
+    let asked = wait_until(&graph, 2 * n, Duration::from_secs(600)).await;
+    acks.extend(post_all(&url, taps.clone(), concurrency).await);
+    let expected = 2 * n + (n - silent) + silent; // link + question each, then thanks or the timeout message
+    let done = wait_until(&graph, expected, Duration::from_secs(600)).await;
+    let elapsed = started.elapsed();
+    let peak = peak_memory_kib(pid);
+
+    // Timeout lateness: the timeout message's arrival minus (question's arrival + timeout).
+    let sent = graph.sent();
+    let mut lateness = Vec::new();
+    for c in &contacts[..silent] {
+        let mine: Vec<_> = sent.iter().filter(|m| m.to() == c).collect();
+        let question = mine.iter().find(|m| !m.options().is_empty());
+        let timeout = mine
+            .iter()
+            .find(|m| m.text().starts_with("We did not get your answer"));
+        if let (Some(q), Some(t)) = (question, timeout) {
+            let deadline = q.received_at + Duration::from_secs(TIMEOUT_SECONDS);
+            lateness.push(
+                t.received_at
+                    .duration_since(deadline)
+                    .unwrap_or(Duration::ZERO),
+            );
+        }
+    }
+    let _ = child.kill().await;
+
+    // The floor: the same requests against a bare HTTP server that answers 200 at once.
+    let floor = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let floor_url = format!("http://{}/webhooks/whatsapp", floor.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app =
+            axum::Router::new().route("/webhooks/whatsapp", axum::routing::post(|| async { "{}" }));
+        axum::serve(floor, app).await.unwrap();
+    });
+    let floor_started = Instant::now();
+    let mut floor_acks = post_all(&floor_url, hellos, concurrency).await;
+    floor_acks.extend(post_all(&floor_url, taps, concurrency).await);
+    let floor_elapsed = floor_started.elapsed();
+
+    acks.sort();
+    floor_acks.sort();
+    lateness.sort();
+    let requests = acks.len() as f64;
+    println!(
+        "conversations {n} ({} accept, {silent} silent), concurrency {concurrency}",
+        n - silent
+    );
+    println!("messages: {asked} after the hellos, {done} of {expected} in the end");
+    println!(
+        "complete flows/s: {:.0}  ({} flows in {:.2} s, timeouts included)",
+        n as f64 / elapsed.as_secs_f64(),
+        n,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "webhook ack: p50 {:?}  p99 {:?}",
+        percentile(&acks, 0.50),
+        percentile(&acks, 0.99)
+    );
+    println!(
+        "timeout lateness: p50 {:?}  p99 {:?}  ({} timeouts)",
+        percentile(&lateness, 0.50),
+        percentile(&lateness, 0.99),
+        lateness.len()
+    );
+    println!(
+        "peak memory of assent-local: {} KiB",
+        peak.map_or("?".into(), |k| k.to_string())
+    );
+    println!(
+        "HTTP floor: {:.0} requests/s (assent-local {:.0}/s over the whole run); ack p50 {:?} p99 {:?}",
+        requests / floor_elapsed.as_secs_f64(),
+        requests / elapsed.as_secs_f64(),
+        percentile(&floor_acks, 0.50),
+        percentile(&floor_acks, 0.99)
+    );
+}
