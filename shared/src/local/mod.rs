@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::channels::Channels;
-use crate::contact::ContactId;
 use crate::ports::{Clock, Doorbell, StoreError, TimerError};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, WebhookRequest, WebhookResponse};
 use crate::store::EmbeddedStore;
@@ -120,34 +119,26 @@ impl LocalApp {
         response
     }
 
-    /// Fires every timer that is due by the clock. Returns how many fired.
+    /// Fires every timer that is due by the clock, in one store transaction. Returns how
+    /// many timeouts were queued.
     pub async fn fire_due_timers(&self) -> usize {
         let due = self.timers.due(self.clock.now());
-        let mut fired = 0;
-        for (contact, timer) in due {
-            if let Err(e) = self.fire(&contact, timer).await {
-                tracing::warn!(contact = %contact.log_ref(), error = %e, "timer not fired yet, will retry");
-                continue;
+        if due.is_empty() {
+            return 0;
+        }
+        match self.store.fire_timers(&due, self.clock.now()).await {
+            Ok(fired) => {
+                self.timers.forget(&due);
+                for contact in &fired {
+                    self.doorbell.ring(contact);
+                }
+                fired.len()
             }
-            fired += 1;
+            Err(e) => {
+                tracing::warn!(error = %e, timers = due.len(), "timers not fired yet, will retry");
+                0
+            }
         }
-        fired
-    }
-
-    async fn fire(
-        &self,
-        contact: &ContactId,
-        timer: crate::engine::TimerRef,
-    ) -> Result<(), LocalError> {
-        if !self.store.has_timer(contact, timer).await? {
-            // Gone from the store (the contact was erased): forget it, fire nothing.
-            self.timers.fired(contact, timer).await?;
-            return Ok(());
-        }
-        self.runtime.fire_timeout(contact, timer).await?;
-        self.timers.fired(contact, timer).await?;
-        self.doorbell.ring(contact);
-        Ok(())
     }
 
     /// Waits until every queued contact has been processed.

@@ -165,24 +165,6 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Whether a timer is still stored (not fired, cancelled or erased).
-    pub async fn has_timer(
-        &self,
-        contact: &ContactId,
-        timer: TimerRef,
-    ) -> Result<bool, StoreError> {
-        let contact = contact.clone();
-        self.blocking(move |s| {
-            s.read(|txn| {
-                let timers = txn.open_table(TIMERS)?;
-                Ok(timers
-                    .get((contact.as_str(), timer.run, timer.wait_seq))?
-                    .is_some())
-            })
-        })
-        .await
-    }
-
     /// Every persisted timer, to re-arm at start.
     pub async fn timers(&self) -> Result<Vec<(ContactId, TimerRef, Timestamp)>, StoreError> {
         self.blocking(|s| {
@@ -225,23 +207,61 @@ impl From<redb::StorageError> for StoreError {
 impl InboxStore for EmbeddedStore {
     async fn append(&self, contact: &ContactId, item: InboxItem) -> Result<Appended, StoreError> {
         let contact = contact.clone();
+        self.blocking(move |s| s.write(|txn| append_in(txn, &contact, &item)))
+            .await
+    }
+}
+
+/// Appends `item` to `contact`'s inbox inside `txn`, once per key.
+fn append_in(
+    txn: &redb::WriteTransaction,
+    contact: &ContactId,
+    item: &InboxItem,
+) -> Result<Appended, StoreError> {
+    let mut keys = txn.open_table(INBOX_KEYS)?;
+    if keys.get((contact.as_str(), item.key.as_str()))?.is_some() {
+        return Ok(Appended::Duplicate);
+    }
+    keys.insert(
+        (contact.as_str(), item.key.as_str()),
+        item.received_at.millis(),
+    )?;
+    let mut meta = txn.open_table(META)?;
+    let seq = meta.get("inbox_seq")?.map(|v| v.value()).unwrap_or(0) + 1;
+    meta.insert("inbox_seq", seq)?;
+    txn.open_table(INBOX)?
+        .insert((contact.as_str(), seq), encode(item)?.as_slice())?;
+    txn.open_table(PENDING)?.insert(contact.as_str(), 1)?;
+    Ok(Appended::New)
+}
+
+impl EmbeddedStore {
+    /// Fires `due` timers in one transaction: each timer still stored is removed and its
+    /// timeout queued; one no longer stored (cancelled, or its contact erased) is skipped.
+    /// Returns the contacts that got a timeout. One commit for any number of timers keeps
+    /// timeouts on time when many come due together.
+    pub async fn fire_timers(
+        &self,
+        due: &[(ContactId, TimerRef)],
+        now: Timestamp,
+    ) -> Result<Vec<ContactId>, StoreError> {
+        let due = due.to_vec();
         self.blocking(move |s| {
             s.write(|txn| {
-                let mut keys = txn.open_table(INBOX_KEYS)?;
-                if keys.get((contact.as_str(), item.key.as_str()))?.is_some() {
-                    return Ok(Appended::Duplicate);
+                let mut fired = Vec::new();
+                for (contact, timer) in &due {
+                    let removed = txn
+                        .open_table(TIMERS)?
+                        .remove((contact.as_str(), timer.run, timer.wait_seq))?
+                        .is_some();
+                    if removed
+                        && append_in(txn, contact, &InboxItem::timeout(*timer, now))?
+                            == Appended::New
+                    {
+                        fired.push(contact.clone());
+                    }
                 }
-                keys.insert(
-                    (contact.as_str(), item.key.as_str()),
-                    item.received_at.millis(),
-                )?;
-                let mut meta = txn.open_table(META)?;
-                let seq = meta.get("inbox_seq")?.map(|v| v.value()).unwrap_or(0) + 1;
-                meta.insert("inbox_seq", seq)?;
-                txn.open_table(INBOX)?
-                    .insert((contact.as_str(), seq), encode(&item)?.as_slice())?;
-                txn.open_table(PENDING)?.insert(contact.as_str(), 1)?;
-                Ok(Appended::New)
+                Ok(fired)
             })
         })
         .await

@@ -64,9 +64,11 @@ impl LocalTimers {
         self.changed.notified().await
     }
 
-    /// The timer's timeout event is in the inbox: forget the timer.
-    pub async fn fired(&self, contact: &ContactId, timer: TimerRef) -> Result<(), TimerError> {
-        self.cancel(contact, timer).await
+    /// The store no longer holds these timers (fired, or erased with their contact):
+    /// drop them from the queue.
+    pub fn forget(&self, gone: &[(ContactId, TimerRef)]) {
+        self.lock()
+            .retain(|(_, c, t)| !gone.iter().any(|(gc, gt)| gc == c && gt == t));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Entry>> {

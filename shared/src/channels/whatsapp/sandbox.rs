@@ -71,6 +71,8 @@ struct Shared {
     ids: AtomicU64,
     arrived: Notify,
     print: AtomicBool,
+    /// Messages received per recipient, for waits on one contact.
+    per_recipient: Mutex<std::collections::HashMap<String, usize>>,
 }
 
 pub struct GraphSandbox {
@@ -152,6 +154,27 @@ impl GraphSandbox {
     }
 }
 
+impl GraphSandbox {
+    /// Waits until `to` has been sent at least `count` messages, or `patience` ran out.
+    /// Returns how many it has.
+    pub async fn wait_for_recipient(&self, to: &str, count: usize, patience: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let notified = self.shared.arrived.notified();
+            let have = self
+                .shared
+                .per_recipient
+                .lock()
+                .map(|c| c.get(to).copied().unwrap_or(0))
+                .unwrap_or(0);
+            if have >= count || tokio::time::Instant::now() >= deadline {
+                return have;
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+}
+
 impl Drop for GraphSandbox {
     fn drop(&mut self) {
         self.server.abort();
@@ -201,6 +224,9 @@ async fn receive(
     let to = message.to().to_string();
     if let Ok(mut sent) = shared.sent.lock() {
         sent.push(message);
+    }
+    if let Ok(mut counts) = shared.per_recipient.lock() {
+        *counts.entry(to.clone()).or_default() += 1;
     }
     shared.arrived.notify_waiters();
     (
