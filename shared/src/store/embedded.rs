@@ -35,7 +35,7 @@ const DRAFTS: TableDefinition<&str, &[u8]> = TableDefinition::new("drafts");
 /// (contact id, seq) -> ConsentRecord. Never pruned.
 const LEDGER: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("ledger");
 /// settings: the active workflow, as JSON `[id, version]` under [`ACTIVE_KEY`]
-const DRAFTS_META: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const ACTIVE_KEY: &str = "active_workflow";
 /// counters: "inbox_seq"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -90,7 +90,7 @@ impl EmbeddedStore {
             txn.open_table(LEDGER)?;
             txn.open_table(SEGMENTS)?;
             txn.open_table(DRAFTS)?;
-            txn.open_table(DRAFTS_META)?;
+            txn.open_table(SETTINGS)?;
             txn.open_table(META)?;
             let mut keys = txn.open_table(INBOX_KEYS)?;
             let cutoff = now.millis() - DEDUP_RETENTION_MS;
@@ -569,7 +569,7 @@ impl WorkflowStore for EmbeddedStore {
         let bytes = encode(&(id, version))?;
         self.blocking(move |s| {
             s.write(|txn| {
-                txn.open_table(DRAFTS_META)?
+                txn.open_table(SETTINGS)?
                     .insert(ACTIVE_KEY, bytes.as_slice())?;
                 Ok(())
             })
@@ -579,7 +579,7 @@ impl WorkflowStore for EmbeddedStore {
 
     async fn active(&self) -> Result<Option<(String, u32)>, StoreError> {
         self.blocking(|s| {
-            s.read(|txn| match txn.open_table(DRAFTS_META)?.get(ACTIVE_KEY)? {
+            s.read(|txn| match txn.open_table(SETTINGS)?.get(ACTIVE_KEY)? {
                 Some(bytes) => Ok(Some(decode(bytes.value())?)),
                 None => Ok(None),
             })
