@@ -66,18 +66,7 @@ async fn post_all(url: &str, bodies: Vec<Vec<u8>>, concurrency: usize) -> Vec<Du
         let (client, gate, url) = (client.clone(), gate.clone(), url.to_string());
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.unwrap();
-            let started = Instant::now();
-            let signature = sign(&body);
-            let response = client
-                .post(&url)
-                .header("x-hub-signature-256", signature)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert!(response.status().is_success(), "{}", response.status());
-            started.elapsed()
+            post(&client, &url, body).await
         }));
     }
     let mut latencies = Vec::with_capacity(tasks.len());

@@ -57,12 +57,7 @@ async fn response(
     Path(id): Path<String>,
     body: String,
 ) -> &'static str {
-    e.answers
-        .lock()
-        .unwrap()
-        .push((id, Ok(serde_json::from_str(&body).unwrap_or(Value::Null))));
-    e.arrived.notify_waiters();
-    "{}"
+    e.record(id, Ok(serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 
 async fn error(
@@ -70,12 +65,7 @@ async fn error(
     Path(id): Path<String>,
     body: String,
 ) -> &'static str {
-    e.answers
-        .lock()
-        .unwrap()
-        .push((id, Err(serde_json::from_str(&body).unwrap_or(Value::Null))));
-    e.arrived.notify_waiters();
-    "{}"
+    e.record(id, Err(serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 
 async fn emulator() -> (Arc<Emulator>, String) {
@@ -96,6 +86,12 @@ async fn emulator() -> (Arc<Emulator>, String) {
 }
 
 impl Emulator {
+    fn record(&self, id: String, answer: Result<Value, Value>) -> &'static str {
+        self.answers.lock().unwrap().push((id, answer));
+        self.arrived.notify_waiters();
+        "{}"
+    }
+
     fn invoke(&self, id: &str, event: Value) {
         self.events
             .lock()
