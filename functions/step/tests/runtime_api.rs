@@ -1,0 +1,56 @@
+//! The real `assent-step` binary under a Lambda Runtime API emulator, against the local AWS
+//! emulator through `AWS_ENDPOINT_URL`. Prints the time from process start to the first
+//! finished invocation (of this debug build: a smoke figure, not a benchmark).
+
+#[path = "../../test-support/runtime_api.rs"]
+mod runtime_api;
+
+use serde_json::json;
+use std::time::Instant;
+
+use assent::store::DynamoStore;
+use runtime_api::*;
+
+#[tokio::test]
+async fn the_step_binary_publishes_its_workflow_and_answers_a_stream_batch() {
+    let client = dynamodb().await;
+    let table = table_name();
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    let (emulator, addr) = emulator().await;
+    // A doorbell for a contact with nothing pending: the function runs, finds no work,
+    // and answers with no batch item failures.
+    let record = json!({"eventID": "1", "eventName": "INSERT", "awsRegion": "us-east-1", "eventSource": "aws:dynamodb",
+        "dynamodb": {"Keys": {"pk": {"S": "c#whatsapp:1"}, "sk": {"S": "in#msg:x"}}, "SequenceNumber": "100", "SizeBytes": 10, "StreamViewType": "NEW_IMAGE"}});
+    emulator.invoke("batch-1", json!({"Records": [record]}));
+    let started = Instant::now();
+    let env = [
+        ("ASSENT_TABLE", table.clone()),
+        ("ASSENT_SCHEDULE_GROUP", "g".to_string()),
+        (
+            "ASSENT_TIMEOUT_TARGET_ARN",
+            "arn:aws:lambda:us-east-1:123456789012:function:t".to_string(),
+        ),
+        (
+            "ASSENT_SCHEDULER_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/r".to_string(),
+        ),
+        (
+            "ASSENT_TEMPLATE_PARAMS",
+            r#"{"policy_url": "https://example.com/privacy"}"#.to_string(),
+        ),
+    ];
+    let _child = spawn(env!("CARGO_BIN_EXE_assent-step"), &addr, &env);
+    let answer = emulator.answer("batch-1").await.expect("a batch response");
+    println!(
+        "assent-step (debug build): start to first finished invocation {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer["batchItemFailures"], json!([]));
+    // It published the template at cold start, into the table.
+    let store = DynamoStore::new(client, &table);
+    let published = assent::ports::WorkflowStore::published(&store)
+        .await
+        .unwrap();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].id, "request-consent-privacy");
+}
