@@ -93,8 +93,16 @@ struct Button {
 }
 
 pub fn parse(body: &[u8]) -> Result<Parsed, InboundError> {
-    let body: Body = serde_json::from_slice(body)
-        .map_err(|e| InboundError::Malformed(format!("not a WhatsApp webhook body: {e}")))?;
+    // The error names its kind and place, never the value: a body can hold message text,
+    // and this reason is logged.
+    let body: Body = serde_json::from_slice(body).map_err(|e| {
+        InboundError::Malformed(format!(
+            "not a WhatsApp webhook body ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
     let mut parsed = Parsed::default();
     if body
         .object
@@ -244,6 +252,15 @@ mod tests {
         .unwrap();
         assert!(parsed.messages.is_empty());
         assert_eq!((parsed.statuses, parsed.skipped), (2, 1));
+    }
+
+    #[test]
+    fn a_rejection_never_quotes_the_body() {
+        let Err(InboundError::Malformed(reason)) = parse(br#"{"entry": "my secret answer"}"#)
+        else {
+            panic!("expected a rejection");
+        };
+        assert!(!reason.contains("secret"), "{reason}");
     }
 
     #[test]
