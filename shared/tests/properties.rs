@@ -39,6 +39,8 @@ enum Op {
     Stop,
     /// The next send reaches the channel, then the executor dies before recording it.
     Crash,
+    /// The next few store calls fail (the disk or DynamoDB is briefly unavailable).
+    StoreOutage(u32),
     Later(u64),
 }
 
@@ -54,6 +56,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::StaleTimeout),
         1 => Just(Op::Stop),
         2 => Just(Op::Crash),
+        1 => (1u32..4).prop_map(Op::StoreOutage),
         1 => (1u64..400).prop_map(Op::Later),
     ]
 }
@@ -96,11 +99,116 @@ impl Channel for Crashing {
     }
 }
 
+/// The embedded store, failing its next `outage` calls as unavailable.
+#[derive(Clone)]
+struct Flaky {
+    inner: EmbeddedStore,
+    outage: Arc<AtomicU32>,
+    failures: Arc<AtomicU32>,
+}
+
+impl Flaky {
+    fn trip(&self) -> Result<(), assent::ports::StoreError> {
+        let left = self.outage.load(Ordering::SeqCst);
+        if left > 0
+            && self
+                .outage
+                .compare_exchange(left, left - 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(assent::ports::StoreError::Unavailable(
+                "injected outage".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl InboxStore for Flaky {
+    async fn append(
+        &self,
+        c: &ContactId,
+        item: InboxItem,
+    ) -> Result<assent::ports::Appended, assent::ports::StoreError> {
+        self.trip()?;
+        self.inner.append(c, item).await
+    }
+}
+
+#[async_trait]
+impl StateStore for Flaky {
+    async fn load(
+        &self,
+        c: &ContactId,
+    ) -> Result<assent::ports::Loaded, assent::ports::StoreError> {
+        self.trip()?;
+        self.inner.load(c).await
+    }
+    async fn commit(
+        &self,
+        c: &ContactId,
+        record: &assent::ports::ContactRecord,
+        base: &assent::ports::Base,
+        consumed: &[assent::ports::InboxId],
+    ) -> Result<assent::ports::Base, assent::ports::StoreError> {
+        self.trip()?;
+        self.inner.commit(c, record, base, consumed).await
+    }
+}
+
+#[async_trait]
+impl LedgerStore for Flaky {
+    async fn append_record(
+        &self,
+        c: &ContactId,
+        r: &assent::engine::ConsentRecord,
+    ) -> Result<(), assent::ports::StoreError> {
+        self.trip()?;
+        self.inner.append_record(c, r).await
+    }
+    async fn records(
+        &self,
+        c: &ContactId,
+    ) -> Result<Vec<assent::engine::ConsentRecord>, assent::ports::StoreError> {
+        self.inner.records(c).await
+    }
+    async fn records_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<assent::engine::ConsentRecord>, assent::ports::StoreError> {
+        self.inner.records_since(since).await
+    }
+}
+
+#[async_trait]
+impl assent::ports::WorkflowStore for Flaky {
+    async fn publish(
+        &self,
+        w: &assent::workflow::Workflow,
+        now: Timestamp,
+    ) -> Result<assent::workflow::PublishedWorkflow, assent::ports::StoreError> {
+        self.inner.publish(w, now).await
+    }
+    async fn published(
+        &self,
+    ) -> Result<Vec<assent::workflow::PublishedWorkflow>, assent::ports::StoreError> {
+        self.inner.published().await
+    }
+    async fn set_active(&self, id: &str, version: u32) -> Result<(), assent::ports::StoreError> {
+        self.inner.set_active(id, version).await
+    }
+    async fn active(&self) -> Result<Option<(String, u32)>, assent::ports::StoreError> {
+        self.inner.active().await
+    }
+}
+
 struct World {
     rt: tokio::runtime::Runtime,
     sandbox: GraphSandbox,
     _dir: tempfile::TempDir,
-    store: EmbeddedStore,
+    store: Flaky,
     timers: Arc<LocalTimers>,
     runtime: Arc<Runtime>,
     crashing: Arc<Crashing>,
@@ -128,8 +236,13 @@ impl World {
         let clock = Arc::new(ManualClock::starting_at(Timestamp(1_750_000_000_000)));
         let (sandbox, store, timers, runtime, crashing) = rt.block_on(async {
             let sandbox = support::sandbox().await;
-            let store = EmbeddedStore::open(&dir.path().join("p.redb"), clock.now_ts()).unwrap();
-            let timers = Arc::new(LocalTimers::restore(store.clone()).await.unwrap());
+            let embedded = EmbeddedStore::open(&dir.path().join("p.redb"), clock.now_ts()).unwrap();
+            let timers = Arc::new(LocalTimers::restore(embedded.clone()).await.unwrap());
+            let store = Flaky {
+                inner: embedded,
+                outage: Arc::default(),
+                failures: Arc::default(),
+            };
             let whatsapp = support::whatsapp(&sandbox).get("whatsapp").unwrap().clone();
             let crashing = Arc::new(Crashing {
                 inner: whatsapp,
@@ -179,16 +292,27 @@ impl NowTs for ManualClock {
     }
 }
 
+/// Appends as a provider delivers: an unavailable store answers 503, and it tries again.
+async fn deliver(world: &World, contact: &ContactId, item: InboxItem) {
+    for _ in 0..10 {
+        if world.store.append(contact, item.clone()).await.is_ok() {
+            return;
+        }
+    }
+    panic!("the store stayed unavailable");
+}
+
 /// Runs steps until nothing is left, with no crash armed.
 async fn settle(world: &World, contact: &ContactId) {
     world.crashing.crashes_armed.store(0, Ordering::SeqCst);
+    world.store.outage.store(0, Ordering::SeqCst);
     for _ in 0..50 {
         match world.runtime.run_steps(contact).await {
             Ok(StepsRun {
                 events_applied: 0,
                 effects_performed: 0,
             }) => return,
-            Ok(_) | Err(RuntimeError::Send(_)) => {}
+            Ok(_) | Err(RuntimeError::Send(_)) | Err(RuntimeError::Store(_)) => {}
             Err(e) => panic!("{e}"),
         }
     }
@@ -208,6 +332,7 @@ fn check(world: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let mut messages = 0u32;
         let mut seen_timers: Vec<TimerRef> = Vec::new();
         let mut crashes_before = world.crashing.crashes.load(Ordering::SeqCst);
+        let mut outages_before = world.store.failures.load(Ordering::SeqCst);
         let say = |content: Content, messages: &mut u32| {
             *messages += 1;
             InboxItem::inbound(
@@ -228,7 +353,7 @@ fn check(world: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
             },
             &mut messages,
         );
-        world.store.append(&contact, hello.clone()).await.unwrap();
+        deliver(world, &contact, hello.clone()).await;
         let mut last = Some(hello);
         let _ = world.runtime.run_steps(&contact).await;
         for op in ops {
@@ -270,7 +395,12 @@ fn check(world: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         .map(|(_, t)| t)
                         .collect();
                     if let Some(timer) = due.last().copied() {
-                        world.runtime.fire_timeout(&contact, timer).await.unwrap();
+                        deliver(
+                            world,
+                            &contact,
+                            InboxItem::timeout(timer, world.clock.now_ts()),
+                        )
+                        .await;
                         assent::ports::Timers::cancel(world.timers.as_ref(), &contact, timer)
                             .await
                             .unwrap();
@@ -282,16 +412,16 @@ fn check(world: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     if let Some(timer) = seen_timers.first().copied() {
                         // A timer that fires again, or late: it has a new key only if it is
                         // a different wait; either way the engine must ignore it.
-                        world
-                            .store
-                            .append(&contact, InboxItem::timeout(timer, world.clock.now_ts()))
-                            .await
-                            .unwrap();
+                        deliver(world, &contact, InboxItem::timeout(timer, world.clock.now_ts())).await;
                     }
                     None
                 }
                 Op::Crash => {
                     world.crashing.crashes_armed.store(1, Ordering::SeqCst);
+                    None
+                }
+                Op::StoreOutage(calls) => {
+                    world.store.outage.store(calls, Ordering::SeqCst);
                     None
                 }
                 Op::Later(secs) => {
@@ -300,13 +430,14 @@ fn check(world: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             };
             if let Some(item) = item {
-                world.store.append(&contact, item.clone()).await.unwrap();
+                deliver(world, &contact, item.clone()).await;
                 last = Some(item);
             }
             let _ = world.runtime.run_steps(&contact).await;
         }
         settle(world, &contact).await;
         crashes_before = world.crashing.crashes.load(Ordering::SeqCst) - crashes_before;
+        outages_before = world.store.failures.load(Ordering::SeqCst) - outages_before;
 
         // Every accepted message processed, every decided effect performed.
         let loaded = world.store.load(&contact).await.unwrap();
@@ -379,9 +510,12 @@ fn check(world: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
             questions >= asked,
             "{questions} questions sent for {asked} asked"
         );
+        // A crash, or a store failure on the commit that records a send, repeats that send
+        // (at least once); nothing else may.
+        let may_repeat = (crashes_before + outages_before) as usize;
         prop_assert!(
-            questions <= asked + crashes_before as usize,
-            "{questions} sent, {asked} asked, {crashes_before} crashes"
+            questions <= asked + may_repeat,
+            "{questions} sent, {asked} asked, {crashes_before} crashes, {outages_before} store failures"
         );
         world
             .seen
@@ -433,10 +567,11 @@ fn the_consent_invariants_hold_under_any_interleaving() {
         "no crash led to a repeated send"
     );
     println!(
-        "{} cases: {} decisions, {} crashes injected, {} cases with a repeated send",
+        "{} cases: {} decisions, {} crashes injected, {} cases with a repeated send, {} store calls failed",
         cases(),
         seen.len(),
         world.crashing.crashes.load(Ordering::SeqCst),
-        world.repeats.load(Ordering::SeqCst)
+        world.repeats.load(Ordering::SeqCst),
+        world.store.failures.load(Ordering::SeqCst)
     );
 }
