@@ -20,6 +20,7 @@ use assent::channels::whatsapp::sandbox::{self, GraphSandbox, SentMessage};
 use assent::channels::whatsapp::sign;
 use assent::clock::{ManualClock, Timestamp};
 use assent::contact::ContactId;
+use assent::ports::AdminStore;
 use assent::ports::{Clock, StateStore};
 use assent::runtime::Runtime;
 use assent::store::DynamoStore;
@@ -408,7 +409,12 @@ async fn accept_within_the_cost_budget() {
             .contains("Consent: Privacy")
     );
     assert_eq!(
-        stack.store.segment("Consent: Privacy", 10).await.unwrap(),
+        stack
+            .store
+            .segment_page("Consent: Privacy", None, 10)
+            .await
+            .unwrap()
+            .0,
         vec![ContactId::new("whatsapp", a)]
     );
 

@@ -16,6 +16,7 @@ use assent::aws::{AdminConfig, Env, StepConfig, TimeoutConfig, WebhookConfig};
 use assent::clock::{ManualClock, Timestamp};
 use assent::contact::ContactId;
 use assent::engine::{Content, Inbound};
+use assent::ports::AdminStore;
 use assent::ports::{Clock, InboxItem, InboxStore};
 use assent::runtime::Runtime;
 use assent::store::DynamoStore;
@@ -309,7 +310,12 @@ async fn observed_actions() -> HashMap<&'static str, BTreeSet<String>> {
         .unwrap();
     }
     assert!(
-        step_store.segment("T", 10).await.unwrap().is_empty(),
+        step_store
+            .segment_page("T", None, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty(),
         "the scenario tagged and untagged"
     );
     // timeout: queues a fired timer.

@@ -342,6 +342,7 @@ mod dynamodb {
     use super::*;
     use crate::support::aws;
     use assent::aws::meter::Meter;
+    use assent::ports::AdminStore;
     use assent::store::DynamoStore;
     use assent::timers::SchedulerTimers;
 
@@ -396,7 +397,11 @@ mod dynamodb {
             .await
             .unwrap();
         assert_eq!(
-            store.segment("Consent: Privacy", 100).await.unwrap(),
+            store
+                .segment_page("Consent: Privacy", None, 100)
+                .await
+                .unwrap()
+                .0,
             vec![c.clone()]
         );
         record.state.profile.tags.clear();
@@ -409,9 +414,10 @@ mod dynamodb {
         store.commit(&c, &record, &base, &[]).await.unwrap();
         assert!(
             store
-                .segment("Consent: Privacy", 100)
+                .segment_page("Consent: Privacy", None, 100)
                 .await
                 .unwrap()
+                .0
                 .is_empty()
         );
     }

@@ -120,12 +120,7 @@ impl Intercept for Meter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let operation = operation(cfg);
-        let request: Value = context
-            .request()
-            .body()
-            .bytes()
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or(Value::Null);
+        let request = json_of(context.request().body().bytes());
         let estimated = match operation.as_str() {
             "DynamoDB.PutItem" => write_units(&request["Item"]),
             "DynamoDB.DeleteItem" | "DynamoDB.UpdateItem" => {
@@ -149,12 +144,7 @@ impl Intercept for Meter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let operation = operation(cfg);
-        let response: Value = context
-            .response()
-            .body()
-            .bytes()
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or(Value::Null);
+        let response = json_of(context.response().body().bytes());
         let reported = match &response["ConsumedCapacity"] {
             Value::Array(list) => list
                 .iter()
@@ -186,6 +176,13 @@ impl Intercept for Meter {
         });
         Ok(())
     }
+}
+
+/// A buffered JSON body (DynamoDB speaks JSON), `Null` for anything else.
+fn json_of(bytes: Option<&[u8]>) -> Value {
+    bytes
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or(Value::Null)
 }
 
 fn write_units(item: &Value) -> f64 {

@@ -306,28 +306,6 @@ impl DynamoStore {
             .map_err(|e| DisplayErrorContext(e).to_string())?;
         Ok(())
     }
-
-    /// Contacts in a segment (tagged `tag`), a page at a time from the sparse GSI.
-    pub async fn segment(&self, tag: &str, limit: i32) -> Result<Vec<ContactId>, StoreError> {
-        let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(SEGMENT_INDEX)
-            .key_condition_expression("seg = :tag")
-            .expression_attribute_values(":tag", s(tag))
-            .limit(limit)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(page
-            .items
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|item| text(item, PK).ok().and_then(contact_from_pk))
-            .collect())
-    }
 }
 
 #[async_trait]
