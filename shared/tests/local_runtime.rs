@@ -32,7 +32,7 @@ struct Setup {
 impl Setup {
     async fn new() -> Setup {
         Setup {
-            sandbox: GraphSandbox::start("127.0.0.1:0".parse().unwrap())
+            sandbox: GraphSandbox::graph("127.0.0.1:0".parse().unwrap())
                 .await
                 .unwrap(),
             clock: Arc::new(ManualClock::starting_at(Timestamp(1_750_000_000_000))),
@@ -123,7 +123,8 @@ async fn the_whole_accept_flow_over_the_graph_api() {
     post(&app, &s.body(sandbox::text("Hello"))).await;
     let sent = s.sandbox.sent();
     assert_eq!(
-        sent[0].phone_number_id, PHONE_NUMBER_ID,
+        sent[0].phone_number_id(),
+        PHONE_NUMBER_ID,
         "answers from the number the contact wrote to"
     );
     assert_eq!(sent[0].to(), WA_ID);

@@ -77,8 +77,8 @@ impl Channel for Crashing {
     fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), InboundError> {
         self.inner.authenticate(headers, body)
     }
-    fn parse(&self, body: &[u8]) -> Result<Parsed, InboundError> {
-        self.inner.parse(body)
+    fn parse(&self, headers: &HeaderMap, body: &[u8]) -> Result<Parsed, InboundError> {
+        self.inner.parse(headers, body)
     }
     async fn send(&self, to: &Address, message: &OutboundMessage) -> Result<Sent, SendError> {
         let sent = self.inner.send(to, message).await?;

@@ -9,7 +9,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:3900".into());
-    let sandbox = GraphSandbox::start(addr.parse()?).await?;
+    let sandbox = GraphSandbox::graph(addr.parse()?).await?;
     sandbox.print_messages();
     println!(
         "Graph API sandbox on {}: messages Assent sends appear here",

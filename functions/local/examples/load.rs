@@ -112,7 +112,7 @@ async fn main() {
         "build it first: cargo build --release -p assent-local --bins --examples"
     );
 
-    let graph = GraphSandbox::start("127.0.0.1:0".parse().unwrap())
+    let graph = GraphSandbox::graph("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
@@ -214,7 +214,7 @@ async fn main() {
     let sent = graph.sent();
     let mut lateness = Vec::new();
     for c in &contacts[..silent] {
-        let mine: Vec<_> = sent.iter().filter(|m| m.to() == c).collect();
+        let mine: Vec<_> = sent.iter().filter(|m| m.to() == *c).collect();
         let question = mine.iter().find(|m| !m.options().is_empty());
         let timeout = mine
             .iter()

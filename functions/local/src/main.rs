@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use assent::channels::Channels;
-use assent::channels::whatsapp::{Purpose, WhatsApp, WhatsAppConfig};
+use assent::channels::web::{SessionKey, WebChat};
+use assent::channels::{self, Channels, Purpose};
 use assent::clock::SystemClock;
 use assent::local::LocalApp;
 use assent::runtime::RuntimeConfig;
@@ -62,17 +62,30 @@ fn load_workflow(args: &Args) -> Result<Workflow, String> {
     }
 }
 
-fn channels(insecure_dev: bool) -> Result<Channels, String> {
-    let mut channels = Channels::default();
-    match WhatsAppConfig::from_env(|name| std::env::var(name).ok(), Purpose::Both, insecure_dev) {
-        Ok((config, notices)) => {
-            notices.iter().for_each(|n| tracing::warn!("{n}"));
-            channels = channels.with(Arc::new(WhatsApp::new(config).map_err(|e| e.to_string())?));
-        }
-        Err(why) => tracing::warn!("{why}"),
-    }
-    Ok(channels)
+/// The provider channels whose variables are set, and the web chat, always.
+fn channels(args: &Args) -> Result<(Channels, Arc<WebChat>), String> {
+    let var = |name: &str| std::env::var(name).ok();
+    let (channels, notices) = channels::from_env(&var, Purpose::Both, args.insecure_dev);
+    notices.iter().for_each(|n| tracing::warn!("{n}"));
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("data directory {}: {e}", args.data_dir.display()))?;
+    let key = match var("WEB_SESSION_SECRET").filter(|s| !s.trim().is_empty()) {
+        Some(secret) => SessionKey::new(secret.as_bytes()),
+        None => SessionKey::load_or_create(&args.data_dir.join(WEB_SESSION_KEY_FILE))
+            .map_err(|e| format!("web chat session key: {e}"))?,
+    };
+    let origins = var("WEB_ALLOWED_ORIGINS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    let web = Arc::new(WebChat::new(key, origins));
+    Ok((channels.with(web.clone()), web))
 }
+
+/// Where the web chat's session key is kept when WEB_SESSION_SECRET is not set.
+const WEB_SESSION_KEY_FILE: &str = "web-session.key";
 
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -88,7 +101,7 @@ async fn shutdown_signal() {
 
 async fn run(args: Args) -> Result<(), String> {
     let workflow = load_workflow(&args)?;
-    let channels = channels(args.insecure_dev)?;
+    let (channels, web) = channels(&args)?;
     let served: Vec<&str> = channels.names().collect();
     if served.is_empty() {
         tracing::warn!("no channel is served: see the configuration table in the README");
@@ -106,6 +119,7 @@ async fn run(args: Args) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    app = app.with_web_chat(web);
     match std::env::var("ASSENT_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty())

@@ -38,7 +38,7 @@ async fn accept_and_four_invalid_answers_end_to_end() {
         sent[1].body["interactive"]["action"]["buttons"][0]["reply"]["title"],
         "AGREE & PROCEED"
     );
-    assert_eq!(sent[1].phone_number_id, PNID);
+    assert_eq!(sent[1].phone_number_id(), PNID);
     assert_eq!(
         sent[1].authorization.as_deref(),
         Some(format!("Bearer {ACCESS_TOKEN}").as_str())

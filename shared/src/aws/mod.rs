@@ -12,8 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::channels::Channels;
-use crate::channels::whatsapp::{Purpose, WhatsApp, WhatsAppConfig};
+use crate::channels::{self, Channels, Purpose};
 use crate::clock::SystemClock;
 use crate::ports::{Clock, Timers};
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -68,7 +67,8 @@ pub async fn sdk_config() -> SdkConfig {
 /// The webhook function's configuration.
 pub struct WebhookConfig {
     pub table: String,
-    pub whatsapp: Option<WhatsAppConfig>,
+    /// The channels whose receiving secrets are set.
+    pub channels: Channels,
 }
 
 /// The step function's configuration.
@@ -76,7 +76,8 @@ pub struct StepConfig {
     pub table: String,
     pub scheduler: SchedulerConfig,
     pub workflow: Workflow,
-    pub whatsapp: Option<WhatsAppConfig>,
+    /// The channels whose sending secrets are set.
+    pub channels: Channels,
 }
 
 /// The timeout function's configuration.
@@ -110,7 +111,7 @@ impl WebhookConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self, SetupError> {
         Ok(WebhookConfig {
             table: required(env, "ASSENT_TABLE")?,
-            whatsapp: whatsapp(env, Purpose::Receive),
+            channels: served_channels(env, Purpose::Receive),
         })
     }
 }
@@ -122,7 +123,7 @@ impl StepConfig {
             table: required(env, "ASSENT_TABLE")?,
             scheduler: scheduler_config(env)?,
             workflow: workflow(env)?,
-            whatsapp: whatsapp(env, Purpose::Send),
+            channels: served_channels(env, Purpose::Send),
         })
     }
 }
@@ -149,18 +150,12 @@ fn scheduler_config(env: &dyn Env) -> Result<SchedulerConfig, SetupError> {
     })
 }
 
-/// WHATSAPP_* as for the local runner, the ones `purpose` needs, without an insecure mode.
-fn whatsapp(env: &dyn Env, purpose: Purpose) -> Option<WhatsAppConfig> {
-    match WhatsAppConfig::from_env(|name| env.var(name), purpose, false) {
-        Ok((config, notices)) => {
-            notices.iter().for_each(|n| tracing::warn!("{n}"));
-            Some(config)
-        }
-        Err(why) => {
-            tracing::warn!("{why}");
-            None
-        }
-    }
+/// The channels' variables as for the local runner, the ones `purpose` needs, without an
+/// insecure mode.
+fn served_channels(env: &dyn Env, purpose: Purpose) -> Channels {
+    let (channels, notices) = channels::from_env(&|name| env.var(name), purpose, false);
+    notices.iter().for_each(|n| tracing::warn!("{n}"));
+    channels
 }
 
 /// ASSENT_TEMPLATE (default request-consent-privacy) with ASSENT_TEMPLATE_PARAMS, a JSON
@@ -189,17 +184,6 @@ fn workflow(env: &dyn Env) -> Result<Workflow, SetupError> {
     template::build(&name, &params).map_err(|e| invalid(e.to_string()))
 }
 
-fn channels(whatsapp: Option<WhatsAppConfig>) -> Channels {
-    let mut channels = Channels::default();
-    if let Some(config) = whatsapp {
-        match WhatsApp::new(config) {
-            Ok(client) => channels = channels.with(Arc::new(client)),
-            Err(e) => tracing::error!(error = %e, "whatsapp: client could not be built"),
-        }
-    }
-    channels
-}
-
 fn runtime(
     store: &DynamoStore,
     timers: Arc<dyn Timers>,
@@ -221,7 +205,7 @@ pub fn webhook_runtime(sdk: &SdkConfig, config: WebhookConfig) -> Arc<Runtime> {
     runtime(
         &store,
         Arc::new(Disabled),
-        channels(config.whatsapp),
+        config.channels,
         Arc::new(SystemClock),
     )
 }
@@ -273,7 +257,7 @@ pub async fn step_runtime(
         Arc::new(store.clone()),
         clock.clone(),
     );
-    let runtime = runtime(&store, Arc::new(timers), channels(config.whatsapp), clock);
+    let runtime = runtime(&store, Arc::new(timers), config.channels, clock);
     if !runtime.load_catalog().await? {
         runtime.publish_and_activate(&config.workflow).await?;
     }

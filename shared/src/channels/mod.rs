@@ -2,6 +2,13 @@
 //! events) and outbound (render within the channel's limits, send). Adding a channel adds
 //! a module here and touches nothing in the engine.
 
+pub mod messenger;
+pub mod meta_webhook;
+pub mod provider_http;
+pub mod sandbox;
+pub mod telegram;
+pub mod twilio;
+pub mod web;
 pub mod whatsapp;
 
 use async_trait::async_trait;
@@ -35,6 +42,40 @@ pub struct Parsed {
     /// Entries that could not be used (no sender, no message id): logged and dropped,
     /// so that one odd element does not make the provider retry the whole body forever.
     pub skipped: usize,
+    /// What to answer the provider instead of the JSON summary, for providers that read
+    /// the answer (Twilio expects TwiML; Telegram runs a Bot API method given there).
+    pub reply: Option<Reply>,
+}
+
+/// A webhook answer body a channel chose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// Why a channel is not served, or what to know about how it is.
+pub type Notice = String;
+
+/// What a host does with a channel: each host gets only the secrets it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Verifies and parses webhooks (the webhook function).
+    Receive,
+    /// Sends through the provider's API (the step function).
+    Send,
+    /// Both (`assent-local`).
+    Both,
+}
+
+impl Purpose {
+    pub fn receives(self) -> bool {
+        self != Purpose::Send
+    }
+
+    pub fn sends(self) -> bool {
+        self != Purpose::Receive
+    }
 }
 
 #[async_trait]
@@ -51,7 +92,9 @@ pub trait Channel: Send + Sync {
     /// Checks the request came from the provider, over the raw body bytes.
     fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), InboundError>;
 
-    fn parse(&self, body: &[u8]) -> Result<Parsed, InboundError>;
+    /// Reads an authenticated body; `headers` are there for channels whose sender is
+    /// named outside the body (the web chat's session token).
+    fn parse(&self, headers: &HeaderMap, body: &[u8]) -> Result<Parsed, InboundError>;
 
     async fn send(&self, to: &Address, message: &OutboundMessage) -> Result<Sent, SendError>;
 }
@@ -88,4 +131,111 @@ impl ChannelSender for Channels {
             }),
         }
     }
+}
+
+impl InboundError {
+    /// A body that is not JSON of the expected shape. The reason names the error's kind
+    /// and place, never the value: a body can hold message text, and this reason is logged.
+    pub fn not_json(what: &str, e: &serde_json::Error) -> InboundError {
+        InboundError::Malformed(format!(
+            "not a {what} ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    }
+}
+
+/// Reads one channel's variables and says what is missing: a channel without its
+/// required secrets is not served, unless `--insecure-dev` allows it (with a notice).
+pub struct Settings<'a> {
+    channel: &'static str,
+    var: &'a dyn Fn(&str) -> Option<String>,
+    insecure_dev: bool,
+    pub notices: Vec<Notice>,
+}
+
+impl<'a> Settings<'a> {
+    pub fn new(
+        channel: &'static str,
+        var: &'a dyn Fn(&str) -> Option<String>,
+        insecure_dev: bool,
+    ) -> Self {
+        Settings {
+            channel,
+            var,
+            insecure_dev,
+            notices: Vec::new(),
+        }
+    }
+
+    /// A set, non-blank variable.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        (self.var)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A variable the channel needs: `Err` (not served) when missing, unless insecure mode
+    /// is on; then `Ok(None)` and a notice saying `without` what happens.
+    pub fn required(&mut self, name: &str, without: &str) -> Result<Option<String>, Notice> {
+        match self.optional(name) {
+            Some(value) => Ok(Some(value)),
+            None if self.insecure_dev => {
+                self.note(&format!("{name} is not set: {without} (--insecure-dev)"));
+                Ok(None)
+            }
+            None => Err(format!("{}: not served, {name} is not set", self.channel)),
+        }
+    }
+
+    pub fn note(&mut self, text: &str) {
+        self.notices.push(format!("{}: {text}", self.channel));
+    }
+}
+
+/// Compares a shared secret from a request in constant time.
+pub fn same_secret(given: &[u8], expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.ct_eq(expected.as_bytes()).into()
+}
+
+/// Every provider channel whose variables are set, configured for `purpose`; the notices
+/// say which are not served and why. (The web chat is added by the host that serves it.)
+pub fn from_env(
+    var: &dyn Fn(&str) -> Option<String>,
+    purpose: Purpose,
+    insecure_dev: bool,
+) -> (Channels, Vec<Notice>) {
+    let mut channels = Channels::default();
+    let mut notices = Vec::new();
+    let mut add = |built: Result<(Arc<dyn Channel>, Vec<Notice>), Notice>| match built {
+        Ok((channel, more)) => {
+            notices.extend(more);
+            channels = std::mem::take(&mut channels).with(channel);
+        }
+        Err(why) => notices.push(why),
+    };
+    add(
+        whatsapp::WhatsAppConfig::from_env(var, purpose, insecure_dev)
+            .and_then(|(c, n)| Ok((client(whatsapp::NAME, whatsapp::WhatsApp::new(c))?, n))),
+    );
+    add(
+        telegram::TelegramConfig::from_env(var, purpose, insecure_dev)
+            .and_then(|(c, n)| Ok((client(telegram::NAME, telegram::Telegram::new(c))?, n))),
+    );
+    add(
+        messenger::MessengerConfig::from_env(var, purpose, insecure_dev)
+            .and_then(|(c, n)| Ok((client(messenger::NAME, messenger::Messenger::new(c))?, n))),
+    );
+    add(twilio::TwilioConfig::from_env(var, purpose, insecure_dev)
+        .and_then(|(c, n)| Ok((client(twilio::NAME, twilio::Twilio::new(c))?, n))));
+    (channels, notices)
+}
+
+fn client<C: Channel + 'static>(
+    name: &str,
+    built: Result<C, reqwest::Error>,
+) -> Result<Arc<dyn Channel>, Notice> {
+    built
+        .map(|c| Arc::new(c) as Arc<dyn Channel>)
+        .map_err(|e| format!("{name}: not served, its HTTP client could not be built: {e}"))
 }

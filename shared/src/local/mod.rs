@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::channels::Channels;
+use crate::channels::web::WebChat;
 use crate::ports::{Clock, Doorbell, StoreError, TimerError};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, WebhookRequest, WebhookResponse};
 use crate::store::EmbeddedStore;
@@ -43,6 +44,8 @@ pub struct LocalApp {
     clock: Arc<dyn Clock>,
     /// The admin API's bearer token; `None`: the admin API is off.
     admin_token: Option<String>,
+    /// The web chat whose pages, sessions and long-poll this host serves.
+    web: Option<Arc<WebChat>>,
 }
 
 impl LocalApp {
@@ -75,6 +78,7 @@ impl LocalApp {
             store,
             clock,
             admin_token: None,
+            web: None,
         };
         for contact in app.store.contacts_with_pending_work().await? {
             app.doorbell.ring(&contact);
@@ -88,9 +92,24 @@ impl LocalApp {
         self
     }
 
-    /// The HTTP routes: webhooks, health, and the admin API when it is on.
+    /// Serves the web chat's demo page, widget, sessions and long-poll. `web` must also be
+    /// one of the channels the app was opened with (it receives and sends as one).
+    pub fn with_web_chat(mut self, web: Arc<WebChat>) -> Self {
+        self.web = Some(web);
+        self
+    }
+
+    /// The HTTP routes: webhooks, health, the web chat and the admin API when they are on.
     pub fn router(&self) -> axum::Router {
         let mut router = crate::http::router(Arc::new(self.clone()));
+        if let Some(web) = &self.web {
+            router = router
+                .merge(crate::channels::web::routes::router(web.clone()))
+                .layer(axum::middleware::from_fn_with_state(
+                    web.clone(),
+                    crate::channels::web::routes::cors,
+                ));
+        }
         if let Some(token) = &self.admin_token {
             let api = crate::admin::AdminApi {
                 runtime: self.runtime.clone(),

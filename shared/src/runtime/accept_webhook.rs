@@ -63,7 +63,7 @@ impl Runtime {
             tracing::warn!(channel = channel.name(), reason = %e, "webhook rejected");
             return rejection(e);
         }
-        let parsed = match channel.parse(&request.body) {
+        let parsed = match channel.parse(&request.headers, &request.body) {
             Ok(parsed) => parsed,
             Err(e) => {
                 tracing::warn!(channel = channel.name(), reason = %e, "webhook rejected");
@@ -103,10 +103,18 @@ impl Runtime {
             skipped = parsed.skipped,
             "webhook accepted"
         );
-        let mut response = WebhookResponse::json(
-            StatusCode::OK,
-            json!({"accepted": accepted, "duplicates": duplicates, "statuses": parsed.statuses, "skipped": parsed.skipped}),
-        );
+        let mut response = match parsed.reply {
+            Some(reply) => WebhookResponse {
+                status: StatusCode::OK,
+                content_type: reply.content_type,
+                body: reply.body,
+                contacts: Vec::new(),
+            },
+            None => WebhookResponse::json(
+                StatusCode::OK,
+                json!({"accepted": accepted, "duplicates": duplicates, "statuses": parsed.statuses, "skipped": parsed.skipped}),
+            ),
+        };
         response.contacts = contacts;
         response
     }

@@ -42,7 +42,7 @@ pub fn consent_workflow(timeout_seconds: u64) -> Workflow {
 }
 
 pub async fn sandbox() -> GraphSandbox {
-    GraphSandbox::start("127.0.0.1:0".parse().unwrap())
+    GraphSandbox::graph("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap()
 }

@@ -239,7 +239,7 @@ pub async fn wait_for_to(graph: &GraphSandbox, wa_id: &str, count: usize) -> Vec
 }
 
 pub async fn graph() -> GraphSandbox {
-    GraphSandbox::start("127.0.0.1:0".parse().unwrap())
+    GraphSandbox::graph("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap()
 }

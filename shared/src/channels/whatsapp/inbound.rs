@@ -93,16 +93,8 @@ struct Button {
 }
 
 pub fn parse(body: &[u8]) -> Result<Parsed, InboundError> {
-    // The error names its kind and place, never the value: a body can hold message text,
-    // and this reason is logged.
-    let body: Body = serde_json::from_slice(body).map_err(|e| {
-        InboundError::Malformed(format!(
-            "not a WhatsApp webhook body ({:?} error at line {}, column {})",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let body: Body = serde_json::from_slice(body)
+        .map_err(|e| InboundError::not_json("WhatsApp webhook body", &e))?;
     let mut parsed = Parsed::default();
     if body
         .object

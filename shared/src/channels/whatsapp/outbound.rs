@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 use super::WhatsAppConfig;
+use crate::channels::provider_http;
 use crate::contact::Address;
 use crate::engine::{Choice, OutboundMessage};
 use crate::ports::{SendError, Sent};
@@ -39,17 +40,9 @@ pub async fn send(
         .json(&render(&to.user_id, message))
         .send()
         .await
-        .map_err(|e| SendError::Retryable {
-            reason: format!("Graph API unreachable: {}", without_url(&e)),
-            retry_after: None,
-        })?;
+        .map_err(|e| provider_http::unreachable("Graph API", &e))?;
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_secs);
+    let retry_after = provider_http::retry_after(response.headers());
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status.is_success() {
         let id = body["messages"][0]["id"].as_str().map(str::to_string);
@@ -99,27 +92,10 @@ fn classify(status: StatusCode, body: &Value, retry_after: Option<Duration>) -> 
         Some(code) => format!("HTTP {status}, error {code}: {detail}"),
         None => format!("HTTP {status}"),
     };
-    let retryable = status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
+    let retryable = provider_http::is_transient(status)
         || status == StatusCode::UNAUTHORIZED
         || code.is_some_and(|c| RETRYABLE_CODES.contains(&c));
-    if retryable {
-        SendError::Retryable {
-            reason,
-            retry_after,
-        }
-    } else {
-        SendError::Permanent { reason }
-    }
-}
-
-/// reqwest errors print the URL, which for some APIs carries a token: leave it out.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut e = e.to_string();
-    if let Some(at) = e.find(" for url") {
-        e.truncate(at);
-    }
-    e
+    provider_http::verdict(retryable, reason, retry_after)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Meta's webhook checks: `X-Hub-Signature-256` (HMAC-SHA256 of the raw body with the app
-//! secret) and the `hub.verify_token` subscription handshake.
+//! Meta's webhook checks, shared by WhatsApp, Messenger and Instagram: `X-Hub-Signature-256`
+//! (HMAC-SHA256 of the raw body with the app secret) and the `hub.verify_token` handshake.
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use subtle::ConstantTimeEq;
 
 use crate::channels::InboundError;
+
+/// The Graph API that Meta's send APIs live under, with the version this build was written for.
+pub const GRAPH_API_BASE: &str = "https://graph.facebook.com/v23.0";
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
@@ -51,7 +54,9 @@ pub fn handshake(verify_token: Option<&str>, query: &str) -> Result<String, Inbo
         ));
     };
     let Some(expected) = verify_token else {
-        return Err(InboundError::Forbidden("WHATSAPP_VERIFY_TOKEN is not set"));
+        return Err(InboundError::Forbidden(
+            "no verify token is set for this channel",
+        ));
     };
     let matches: bool = token.as_bytes().ct_eq(expected.as_bytes()).into();
     if mode != "subscribe" || !matches {

@@ -1,0 +1,58 @@
+//! What every provider client does with HTTP: one client setup, Retry-After, and errors
+//! that never quote a URL (Telegram puts the bot token in it).
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use std::time::Duration;
+
+use crate::ports::SendError;
+
+/// A provider that does not answer in this long is treated as unreachable (retried).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()
+}
+
+/// `Retry-After` in seconds, when the provider sent one.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_secs)
+}
+
+/// The request did not get an answer (connection refused, timeout): try again later.
+pub fn unreachable(provider: &str, e: &reqwest::Error) -> SendError {
+    SendError::Retryable {
+        reason: format!("{provider} unreachable: {}", without_url(e)),
+        retry_after: None,
+    }
+}
+
+/// Throttling and the provider's own trouble pass; everything else is about the request.
+pub fn is_transient(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// `Retryable` or `Permanent` with `reason`.
+pub fn verdict(retryable: bool, reason: String, retry_after: Option<Duration>) -> SendError {
+    if retryable {
+        SendError::Retryable {
+            reason,
+            retry_after,
+        }
+    } else {
+        SendError::Permanent { reason }
+    }
+}
+
+/// reqwest errors print the URL, which for some APIs carries a token: leave it out.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(at) = e.find(" for url") {
+        e.truncate(at);
+    }
+    e
+}

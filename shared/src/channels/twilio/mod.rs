@@ -1,0 +1,105 @@
+//! Twilio Programmable Messaging (SMS): form-encoded webhooks signed with
+//! `X-Twilio-Signature`, sends through the Messages API. SMS has no buttons, so a question
+//! is numbered text ("Reply 1 for AGREE & PROCEED") and the engine accepts the number.
+
+mod inbound;
+mod outbound;
+pub mod sandbox;
+pub mod signature;
+
+use async_trait::async_trait;
+use axum::http::HeaderMap;
+
+use super::{Channel, InboundError, Notice, Parsed, Purpose, Settings, provider_http};
+use crate::contact::Address;
+use crate::engine::OutboundMessage;
+use crate::ports::{SendError, Sent};
+
+pub const NAME: &str = "twilio";
+pub const DEFAULT_API_BASE: &str = "https://api.twilio.com";
+
+/// How the Twilio channel is set up (from the TWILIO_* environment variables).
+#[derive(Clone)]
+pub struct TwilioConfig {
+    /// Signs webhooks and authenticates sends. `None` only with `--insecure-dev`.
+    pub auth_token: Option<String>,
+    /// The webhook URL exactly as configured in Twilio: the signature covers it.
+    pub public_url: String,
+    pub account_sid: String,
+    pub api_base: String,
+}
+
+impl TwilioConfig {
+    /// TWILIO_AUTH_TOKEN and TWILIO_PUBLIC_URL to receive; TWILIO_ACCOUNT_SID,
+    /// TWILIO_AUTH_TOKEN and TWILIO_API_BASE to send.
+    pub fn from_env(
+        var: impl Fn(&str) -> Option<String>,
+        purpose: Purpose,
+        insecure_dev: bool,
+    ) -> Result<(TwilioConfig, Vec<Notice>), Notice> {
+        let mut env = Settings::new(NAME, &var, insecure_dev);
+        let mut config = TwilioConfig {
+            auth_token: env.required(
+                "TWILIO_AUTH_TOKEN",
+                "INSECURE, webhook signatures are not checked and sends are refused",
+            )?,
+            public_url: String::new(),
+            account_sid: String::new(),
+            api_base: DEFAULT_API_BASE.into(),
+        };
+        if purpose.receives() {
+            // Without the public URL no signature can be checked, so it is required too.
+            config.public_url = env
+                .required(
+                    "TWILIO_PUBLIC_URL",
+                    "INSECURE, webhook signatures are not checked",
+                )?
+                .unwrap_or_default();
+        }
+        if purpose.sends() {
+            config.account_sid = env
+                .required("TWILIO_ACCOUNT_SID", "the Messages API will refuse sends")?
+                .unwrap_or_default();
+            if let Some(base) = env.optional("TWILIO_API_BASE") {
+                config.api_base = base;
+            }
+        }
+        Ok((config, env.notices))
+    }
+}
+
+pub struct Twilio {
+    config: TwilioConfig,
+    http: reqwest::Client,
+}
+
+impl Twilio {
+    pub fn new(config: TwilioConfig) -> Result<Twilio, reqwest::Error> {
+        Ok(Twilio {
+            config,
+            http: provider_http::client()?,
+        })
+    }
+}
+
+#[async_trait]
+impl Channel for Twilio {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), InboundError> {
+        match (&self.config.auth_token, self.config.public_url.as_str()) {
+            (Some(token), url) if !url.is_empty() => signature::check(token, url, headers, body),
+            _ => Ok(()),
+        }
+    }
+
+    fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Parsed, InboundError> {
+        inbound::parse(body)
+    }
+
+    async fn send(&self, to: &Address, message: &OutboundMessage) -> Result<Sent, SendError> {
+        outbound::send(&self.http, &self.config, to, message).await
+    }
+}

@@ -1,0 +1,127 @@
+//! The browser's side of the web chat: the demo page, the widget, sessions and the
+//! long-poll. Messages from the browser go to `POST /webhooks/web` like any channel's.
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::WebChat;
+
+/// A long-poll answers after this long with nothing, so that proxies never cut it first.
+pub const POLL_PATIENCE: Duration = Duration::from_secs(25);
+
+const DEMO_PAGE: &str = include_str!("demo.html");
+const WIDGET: &str = include_str!("widget.js");
+
+pub fn router(web: Arc<WebChat>) -> Router {
+    Router::new()
+        .route("/", get(demo))
+        .route("/widget.js", get(widget))
+        .route("/web/session", post(session))
+        .route("/web/messages", get(messages))
+        .with_state(web)
+}
+
+async fn demo() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DEMO_PAGE,
+    )
+        .into_response()
+}
+
+async fn widget() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        WIDGET,
+    )
+        .into_response()
+}
+
+async fn session(State(web): State<Arc<WebChat>>) -> Response {
+    match web.key().issue() {
+        Ok((_, token)) => {
+            (StatusCode::CREATED, axum::Json(json!({"token": token}))).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "web chat: no randomness for a session");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": "try again"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct After {
+    #[serde(default)]
+    after: u64,
+}
+
+async fn messages(
+    State(web): State<Arc<WebChat>>,
+    headers: HeaderMap,
+    Query(after): Query<After>,
+) -> Response {
+    let Some(visitor) = web.visitor(&headers) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "missing or unknown session token"})),
+        )
+            .into_response();
+    };
+    let messages = web
+        .mailbox()
+        .wait_after(&visitor, after.after, POLL_PATIENCE)
+        .await;
+    axum::Json(json!({"messages": messages})).into_response()
+}
+
+/// Lets pages on the allowed origins embed the widget: answers preflights and marks
+/// answers readable cross-origin. Other origins get no CORS headers (browsers then refuse).
+pub async fn cors(State(web): State<Arc<WebChat>>, request: Request, next: Next) -> Response {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|o| web.allows_origin(o))
+        .and_then(|o| HeaderValue::from_str(o).ok());
+    let Some(origin) = origin else {
+        return next.run(request).await;
+    };
+    let mut response = if request.method() == Method::OPTIONS {
+        let mut preflight = StatusCode::NO_CONTENT.into_response();
+        let h = preflight.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        preflight
+    } else {
+        next.run(request).await
+    };
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    response
+}
