@@ -129,6 +129,25 @@ fn button_labels_must_fit_the_channels() {
 }
 
 #[test]
+fn texts_must_fit_the_strictest_channel_in_bytes_not_characters() {
+    // 334 emoji are 334 characters but 1,336 bytes: more than Instagram takes.
+    let emoji = "😀".repeat(334);
+    let mut ask = question("ask", "OK", "end", "end");
+    ask["text"] = json!(emoji);
+    let p = problems(doc(json!([
+        {"id": "hello", "type": "send_message", "text": "a".repeat(1001), "next": "ask"},
+        ask,
+        end()
+    ])));
+    has(&p, Some("hello"), "text", "1001 bytes");
+    has(&p, Some("ask"), "text", "at most 1000");
+    // Exactly at the limit is fine.
+    let mut fits = question("ask", "OK", "end", "end");
+    fits["text"] = json!("😀".repeat(250));
+    assert!(Workflow::from_value(doc(json!([fits, end()]))).is_ok());
+}
+
+#[test]
 fn duplicate_ids_are_refused() {
     let p = problems(doc(json!([question("ask", "OK", "end", "end"), end(),
         {"id": "end", "type": "send_message", "text": "dup"}])));

@@ -31,16 +31,8 @@ async fn accept(
     assert_eq!(wait_for_to(graph, wa_id, 3).await.len(), 3);
 }
 
-/// Polls an admin GET until `done` holds (the steps run after the webhook is answered).
 async fn eventually(server: &Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let (_, body) = server.admin_json(Method::GET, path, None).await;
-        if done(&body) || tokio::time::Instant::now() > deadline {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.eventually(path, done).await
 }
 
 const SEGMENT: &str = "/admin/contacts?tag=Consent%3A%20Privacy";

@@ -1,16 +1,17 @@
 //! Channel limits a definition must fit at publish time, so that a question never fails
 //! at send time. The strictest channel wins: a workflow runs on every channel.
 
-/// WhatsApp reply buttons and Messenger quick replies allow 20 characters per label.
+/// WhatsApp reply buttons and Messenger/Instagram quick replies allow 20 characters per label.
 pub const OPTION_LABEL_MAX_CHARS: usize = 20;
 /// WhatsApp list messages hold 10 rows; more options than that cannot be offered.
 pub const OPTIONS_MAX: usize = 10;
 /// Telegram callback_data is at most 64 bytes; option ids travel there.
 pub const OPTION_ID_MAX_BYTES: usize = 64;
-/// WhatsApp interactive message bodies allow 1024 characters.
-pub const QUESTION_TEXT_MAX_CHARS: usize = 1024;
-/// WhatsApp text messages allow 4096 characters.
-pub const MESSAGE_TEXT_MAX_CHARS: usize = 4096;
+/// Instagram allows 1000 bytes of UTF-8 per text (Messenger 2000 characters, SMS 1600,
+/// WhatsApp 1024 for a question and 4096 for text, Telegram 4096): messages and questions.
+pub const TEXT_MAX_BYTES: usize = 1000;
+/// A contact field value is stored, not sent.
+pub const FIELD_VALUE_MAX_CHARS: usize = 4096;
 /// Step ids appear in logs, schedule inputs and reports: keep them short and plain.
 pub const STEP_ID_MAX_CHARS: usize = 64;
 /// A question waits at least this long: shorter timeouts race the channel itself.

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::Workflow;
-use super::limits::{MESSAGE_TEXT_MAX_CHARS, STEP_ID_MAX_CHARS, STEPS_MAX, is_plain_id};
+use super::limits::{STEP_ID_MAX_CHARS, STEPS_MAX, TEXT_MAX_BYTES, is_plain_id};
 use super::problems::{Problems, Report};
 use super::steps::Successor;
 
@@ -46,10 +46,10 @@ fn check_document(workflow: &Workflow, report: &mut Report) {
                 "a tag, without leading or trailing spaces",
             );
         }
-        if w.message.trim().is_empty() || w.message.chars().count() > MESSAGE_TEXT_MAX_CHARS {
+        if w.message.trim().is_empty() || w.message.len() > TEXT_MAX_BYTES {
             report.document(
                 "withdrawal.message",
-                format!("1 to {MESSAGE_TEXT_MAX_CHARS} characters"),
+                format!("1 to {TEXT_MAX_BYTES} bytes of UTF-8 (the strictest channel's limit)"),
             );
         }
     }

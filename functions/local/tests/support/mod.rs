@@ -46,6 +46,8 @@ fn free_port() -> u16 {
 }
 
 impl Server {
+    /// Starts with `env`; WhatsApp sends go to `graph` (any sandbox: unused unless
+    /// WhatsApp is configured).
     pub async fn start(graph: &GraphSandbox, env: &[(&str, &str)], args: &[&str]) -> Server {
         let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
         let env = env
@@ -157,6 +159,43 @@ impl Server {
             response.status().as_u16(),
             response.text().await.unwrap_or_default(),
         )
+    }
+
+    /// A POST with `headers` to `path`; returns the status, content type and body.
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, String, String) {
+        let mut request = self.http.post(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.body(body).send().await.unwrap();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (
+            response.status().as_u16(),
+            content_type,
+            response.text().await.unwrap_or_default(),
+        )
+    }
+
+    /// Polls an admin GET until `done` holds (the steps run after the webhook is answered).
+    pub async fn eventually(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (_, body) = self.admin_json(reqwest::Method::GET, path, None).await;
+            if done(&body) || tokio::time::Instant::now() > deadline {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Posts one message as Meta would, signed.

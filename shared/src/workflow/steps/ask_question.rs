@@ -7,8 +7,8 @@ use crate::engine::{
     answer,
 };
 use crate::workflow::limits::{
-    OPTION_ID_MAX_BYTES, OPTION_LABEL_MAX_CHARS, OPTIONS_MAX, QUESTION_TEXT_MAX_CHARS,
-    TIMEOUT_MAX_SECONDS, TIMEOUT_MIN_SECONDS, is_plain_id,
+    OPTION_ID_MAX_BYTES, OPTION_LABEL_MAX_CHARS, OPTIONS_MAX, TIMEOUT_MAX_SECONDS,
+    TIMEOUT_MIN_SECONDS, is_plain_id,
 };
 use crate::workflow::problems::Report;
 
@@ -63,7 +63,7 @@ impl AskQuestion {
     }
 
     pub fn check(&self, step: &str, report: &mut Report) {
-        check_text(step, "text", &self.text, QUESTION_TEXT_MAX_CHARS, report);
+        check_text(step, "text", &self.text, report);
         if self.options.is_empty() || self.options.len() > OPTIONS_MAX {
             report.step(
                 step,

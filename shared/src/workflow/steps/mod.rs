@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Step;
+use super::limits::TEXT_MAX_BYTES;
 use super::problems::{self, Report};
 use crate::engine::{Flow, StepContext};
 
@@ -185,16 +186,16 @@ pub fn parse_all(values: Vec<Value>, report: &mut Report) -> Vec<Step> {
 }
 
 /// Shared text checks: present, and within the channel limit.
-pub fn check_text(step: &str, field: &str, text: &str, max_chars: usize, report: &mut Report) {
+pub fn check_text(step: &str, field: &str, text: &str, report: &mut Report) {
     if text.trim().is_empty() {
         report.step(step, field, "must not be empty");
-    } else if text.chars().count() > max_chars {
+    } else if text.len() > TEXT_MAX_BYTES {
         report.step(
             step,
             field,
             format!(
-                "{} characters; channels allow at most {max_chars}",
-                text.chars().count()
+                "{} bytes of UTF-8; the strictest channel (Instagram) allows at most {TEXT_MAX_BYTES}",
+                text.len()
             ),
         );
     }

@@ -2,7 +2,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_text, go};
 use crate::engine::{Flow, OutboundMessage, StepContext};
-use crate::workflow::limits::MESSAGE_TEXT_MAX_CHARS;
 use crate::workflow::problems::Report;
 
 /// Sends a text message to the contact and moves on.
@@ -16,7 +15,7 @@ pub struct SendMessage {
 
 impl SendMessage {
     pub fn check(&self, step: &str, report: &mut Report) {
-        check_text(step, "text", &self.text, MESSAGE_TEXT_MAX_CHARS, report);
+        check_text(step, "text", &self.text, report);
     }
 
     pub fn exec(&self, ctx: &mut StepContext<'_>) -> Flow {

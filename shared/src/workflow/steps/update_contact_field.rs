@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 
 use super::go;
 use crate::engine::{Flow, StepContext};
-use crate::workflow::limits::{MESSAGE_TEXT_MAX_CHARS, STEP_ID_MAX_CHARS, is_plain_id};
+use crate::workflow::limits::{FIELD_VALUE_MAX_CHARS, STEP_ID_MAX_CHARS, is_plain_id};
 use crate::workflow::problems::Report;
 
 /// Sets a field on the contact's profile; `"value": null` clears it.
@@ -25,11 +25,11 @@ impl UpdateContactField {
             );
         }
         if let Some(value) = &self.value {
-            if value.chars().count() > MESSAGE_TEXT_MAX_CHARS {
+            if value.chars().count() > FIELD_VALUE_MAX_CHARS {
                 report.step(
                     step,
                     "value",
-                    format!("at most {MESSAGE_TEXT_MAX_CHARS} characters"),
+                    format!("at most {FIELD_VALUE_MAX_CHARS} characters"),
                 );
             }
         }
