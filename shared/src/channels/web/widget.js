@@ -63,6 +63,8 @@
   }
 
   function showDelivered(message) {
+    // A question's moment has passed once anything comes after it.
+    log.querySelectorAll(".assent-choices button").forEach(function (b) { b.disabled = true; });
     var item = bubble("business", message.text);
     if (!message.choices) return;
     var buttons = document.createElement("div");
