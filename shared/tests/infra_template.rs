@@ -533,8 +533,12 @@ fn no_secret_is_a_template_parameter() {
             .into_iter()
             .flatten()
         {
-            if name.contains("SECRET") || name.contains("TOKEN") {
-                let reference = value["!Sub"].as_str().unwrap_or_default();
+            if name.contains("SECRET") || name.contains("TOKEN") || name.ends_with("ACCOUNT_SID") {
+                // Either the reference, or the reference when the channel is enabled.
+                let reference = value["!Sub"]
+                    .as_str()
+                    .or_else(|| value["!If"][1]["!Sub"].as_str())
+                    .unwrap_or_default();
                 assert!(
                     reference.starts_with("{{resolve:secretsmanager:"),
                     "{function} {name} must come from Secrets Manager"

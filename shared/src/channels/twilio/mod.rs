@@ -23,14 +23,16 @@ pub const DEFAULT_API_BASE: &str = "https://api.twilio.com";
 pub struct TwilioConfig {
     /// Signs webhooks and authenticates sends. `None` only with `--insecure-dev`.
     pub auth_token: Option<String>,
-    /// The webhook URL exactly as configured in Twilio: the signature covers it.
-    pub public_url: String,
+    /// The webhook URL exactly as configured in Twilio: the signature covers it. `None`:
+    /// `https://{Host}/webhooks/twilio` from the request, right behind API Gateway or a
+    /// tunnel that keeps the Host header.
+    pub public_url: Option<String>,
     pub account_sid: String,
     pub api_base: String,
 }
 
 impl TwilioConfig {
-    /// TWILIO_AUTH_TOKEN and TWILIO_PUBLIC_URL to receive; TWILIO_ACCOUNT_SID,
+    /// TWILIO_AUTH_TOKEN and (optional) TWILIO_PUBLIC_URL to receive; TWILIO_ACCOUNT_SID,
     /// TWILIO_AUTH_TOKEN and TWILIO_API_BASE to send.
     pub fn from_env(
         var: impl Fn(&str) -> Option<String>,
@@ -43,18 +45,12 @@ impl TwilioConfig {
                 "TWILIO_AUTH_TOKEN",
                 "INSECURE, webhook signatures are not checked and sends are refused",
             )?,
-            public_url: String::new(),
+            public_url: None,
             account_sid: String::new(),
             api_base: DEFAULT_API_BASE.into(),
         };
         if purpose.receives() {
-            // Without the public URL no signature can be checked, so it is required too.
-            config.public_url = env
-                .required(
-                    "TWILIO_PUBLIC_URL",
-                    "INSECURE, webhook signatures are not checked",
-                )?
-                .unwrap_or_default();
+            config.public_url = env.optional("TWILIO_PUBLIC_URL");
         }
         if purpose.sends() {
             config.account_sid = env
@@ -89,10 +85,15 @@ impl Channel for Twilio {
     }
 
     fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), InboundError> {
-        match (&self.config.auth_token, self.config.public_url.as_str()) {
-            (Some(token), url) if !url.is_empty() => signature::check(token, url, headers, body),
-            _ => Ok(()),
-        }
+        let Some(token) = &self.config.auth_token else {
+            return Ok(());
+        };
+        let url = public_url(self.config.public_url.as_deref(), headers).ok_or(
+            InboundError::Unauthorized(
+                "no Host header to rebuild the signed URL from; set TWILIO_PUBLIC_URL",
+            ),
+        )?;
+        signature::check(token, &url, headers, body)
     }
 
     fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Parsed, InboundError> {
@@ -101,5 +102,39 @@ impl Channel for Twilio {
 
     async fn send(&self, to: &Address, message: &OutboundMessage) -> Result<Sent, SendError> {
         outbound::send(&self.http, &self.config, to, message).await
+    }
+}
+
+/// The URL Twilio signed: the configured one, or the one this request was sent to.
+fn public_url(configured: Option<&str>, headers: &HeaderMap) -> Option<String> {
+    if let Some(url) = configured {
+        return Some(url.to_string());
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header("host")?;
+    let scheme = header("x-forwarded-proto").unwrap_or("https");
+    Some(format!("{scheme}://{host}/webhooks/{NAME}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signed_url_is_the_configured_one_or_the_one_requested() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(public_url(None, &headers), None);
+        headers.insert(
+            "host",
+            "abc.execute-api.eu-west-1.amazonaws.com".parse().unwrap(),
+        );
+        assert_eq!(
+            public_url(None, &headers).unwrap(),
+            "https://abc.execute-api.eu-west-1.amazonaws.com/webhooks/twilio"
+        );
+        assert_eq!(
+            public_url(Some("https://chat.example/hook"), &headers).unwrap(),
+            "https://chat.example/hook"
+        );
     }
 }
