@@ -32,7 +32,22 @@ pub struct ContactRecord {
     /// Source of outbox entry ids.
     #[serde(default)]
     pub effects_decided: u64,
+    /// The provider's ids of the latest messages sent, with their run: a delivery failure
+    /// reported later names the message, and this names the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<SentRef>,
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentRef {
+    pub id: String,
+    pub run: u64,
+}
+
+/// Sent messages remembered per contact. While a question waits, it and the message
+/// before it (the policy link) are the latest two; fewer bytes keep the record in one
+/// DynamoDB write unit.
+pub const SENT_REMEMBERED: usize = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
@@ -53,6 +68,31 @@ impl ContactRecord {
             outbox: Vec::new(),
             lease: None,
             effects_decided: 0,
+            sent: Vec::new(),
+        }
+    }
+
+    pub fn remember_sent(&mut self, id: String, run: u64) {
+        self.sent.push(SentRef { id, run });
+        let excess = self.sent.len().saturating_sub(SENT_REMEMBERED);
+        self.sent.drain(..excess);
+    }
+
+    /// The event to apply for `event`: a later delivery report becomes a delivery
+    /// failure of the run that sent the message, when it is one of those remembered.
+    pub fn resolve(&self, event: &Event) -> Event {
+        match event {
+            Event::DeliveryReported {
+                provider_message_id,
+                reason,
+            } => match self.sent.iter().find(|s| &s.id == provider_message_id) {
+                Some(sent) => Event::DeliveryFailed {
+                    run: sent.run,
+                    reason: reason.clone(),
+                },
+                None => event.clone(),
+            },
+            other => other.clone(),
         }
     }
 
@@ -66,6 +106,15 @@ impl ContactRecord {
             });
         }
     }
+}
+
+/// A channel's later word that a message it accepted was not delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// The contact the message was for.
+    pub to: Address,
+    pub provider_message_id: String,
+    pub reason: String,
 }
 
 /// One event waiting in a contact's inbox.
@@ -84,6 +133,18 @@ impl InboxItem {
             key: format!("msg:{}", message.message_id),
             received_at,
             event: Event::Inbound(message),
+        }
+    }
+
+    /// A status webhook saying a message was not delivered, keyed by that message.
+    pub fn delivery_report(report: DeliveryReport, received_at: Timestamp) -> Self {
+        InboxItem {
+            key: format!("failed:{}", report.provider_message_id),
+            received_at,
+            event: Event::DeliveryReported {
+                provider_message_id: report.provider_message_id,
+                reason: report.reason,
+            },
         }
     }
 

@@ -101,6 +101,55 @@ async fn accept_and_four_invalid_answers_end_to_end() {
 }
 
 #[tokio::test]
+async fn a_question_reported_undelivered_later_ends_the_run_as_a_delivery_failure() {
+    let graph = graph().await;
+    // A long timeout: only the failure report can end this run within the test.
+    let server = Server::signed(&graph, &["--set", "timeout_seconds=3600"]).await;
+    let a = "4915112349999";
+    server.send(a, "wamid.x1", sandbox::text("hi")).await;
+    wait_for_to(&graph, a, 2).await;
+    // The sandbox numbers what it accepts: the question was the second.
+    let question = "wamid.sandbox.2";
+    let post_status = |status: &'static str, id: &'static str| {
+        let body = sandbox::meta_json(&sandbox::status_webhook(PNID, a, id, status)).into_bytes();
+        let signature = meta_signature(&body);
+        let server = &server;
+        async move { server.post_raw(body, Some(signature)).await }
+    };
+    // Statuses out of order (read before delivered) for the link change nothing.
+    for status in ["read", "delivered", "sent"] {
+        assert_eq!(post_status(status, "wamid.sandbox.1").await.0, 200);
+    }
+    let (status, body) = post_status("failed", question).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""failures":1"#), "{body}");
+    let ledger = server
+        .eventually(&format!("/admin/contacts/whatsapp%3A{a}/consent"), |b| {
+            b["records"].as_array().is_some_and(|r| r.len() == 2)
+        })
+        .await;
+    let failed = &ledger["records"][1];
+    assert_eq!(failed["kind"], "delivery_failed", "{ledger}");
+    assert!(
+        failed["payload"].as_str().unwrap().contains("131047"),
+        "{failed}"
+    );
+    let contact = server
+        .eventually(&format!("/admin/contacts/whatsapp%3A{a}"), |b| {
+            b["conversation"].is_null()
+        })
+        .await;
+    assert!(contact["conversation"].is_null(), "closed: {contact}");
+    // Meta sends a status more than once: the second changes nothing.
+    post_status("failed", question).await;
+    assert_eq!(
+        sent_to(&graph, a).len(),
+        2,
+        "no failure message to someone unreachable"
+    );
+}
+
+#[tokio::test]
 async fn silence_times_out_end_to_end() {
     let graph = graph().await;
     let server = Server::signed(&graph, &["--set", "timeout_seconds=1"]).await;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::contact::Address;
 use crate::engine::{Inbound, OutboundMessage};
-use crate::ports::{ChannelSender, SendError, Sent};
+use crate::ports::{ChannelSender, DeliveryReport, SendError, Sent};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InboundError {
@@ -39,6 +39,8 @@ pub struct Parsed {
     pub messages: Vec<Inbound>,
     /// Delivery receipts (sent, delivered, read): acknowledged, never reach the engine.
     pub statuses: usize,
+    /// Receipts saying a message was not delivered: they end the run that sent it.
+    pub failures: Vec<DeliveryReport>,
     /// Entries that could not be used (no sender, no message id): logged and dropped,
     /// so that one odd element does not make the provider retry the whole body forever.
     pub skipped: usize,

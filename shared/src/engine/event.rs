@@ -17,6 +17,13 @@ pub enum Event {
         run: u64,
         reason: String,
     },
+    /// The channel reported later, in a status webhook, that a message it had accepted
+    /// was not delivered. The runtime turns it into [`Event::DeliveryFailed`] for the run
+    /// that sent that message; a report it cannot tie to a run changes nothing.
+    DeliveryReported {
+        provider_message_id: String,
+        reason: String,
+    },
     /// Withdrawal asked for outside the conversation (the admin API), by `requested_by`.
     Withdraw {
         requested_by: String,
@@ -58,6 +65,7 @@ impl Event {
             Event::Inbound(_) => "inbound",
             Event::Timeout(_) => "timeout",
             Event::DeliveryFailed { .. } => "delivery_failed",
+            Event::DeliveryReported { .. } => "delivery_reported",
             Event::Withdraw { .. } => "withdraw",
         }
     }

@@ -82,6 +82,8 @@ pub fn apply(
         Event::DeliveryFailed { run, reason } => {
             on_delivery_failed(state, *run, reason, now, catalog, &mut effects)
         }
+        // Only reaches the engine when no run sent that message (see the event's doc).
+        Event::DeliveryReported { .. } => Happened::StaleDeliveryFailure,
         Event::Withdraw { requested_by } => {
             let how = Details {
                 requested_by: Some(requested_by.clone()),
@@ -242,6 +244,11 @@ fn on_delivery_failed(
         return Happened::StaleDeliveryFailure;
     };
     let waiting = active.wait.as_ref().map(|w| w.step.clone());
+    // A failure reported after the hand-off finds the question's timer armed.
+    let armed = active.wait.as_ref().map(|w| TimerRef {
+        run,
+        wait_seq: w.seq,
+    });
     let workflow = catalog.get(&active.workflow_id, active.workflow_version);
     let question =
         workflow
@@ -252,6 +259,8 @@ fn on_delivery_failed(
             });
     match question {
         Some((workflow, question)) => drive(state, workflow, now, effects, |ctx| {
+            ctx.effects.extend(armed.map(Effect::CancelTimer));
+            ctx.run.wait = None;
             question.on_delivery_failed(ctx, reason);
             ctx.set_outcome(RunOutcome::FailedDelivery);
             Flow::Close

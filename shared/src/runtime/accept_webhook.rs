@@ -73,9 +73,18 @@ impl Runtime {
         let now = self.clock.now();
         let (mut accepted, mut duplicates) = (0, 0);
         let mut contacts: Vec<ContactId> = Vec::new();
-        for message in parsed.messages {
-            let contact = message.from.contact_id();
-            let item = InboxItem::inbound(message, now);
+        let failures = parsed.failures.len();
+        let items = parsed
+            .messages
+            .into_iter()
+            .map(|m| (m.from.contact_id(), InboxItem::inbound(m, now)))
+            .chain(
+                parsed
+                    .failures
+                    .into_iter()
+                    .map(|f| (f.to.contact_id(), InboxItem::delivery_report(f, now))),
+            );
+        for (contact, item) in items {
             match self.store.append(&contact, item).await {
                 Ok(Appended::New) => {
                     accepted += 1;
@@ -100,6 +109,7 @@ impl Runtime {
             accepted,
             duplicates,
             statuses = parsed.statuses,
+            failures,
             skipped = parsed.skipped,
             "webhook accepted"
         );
@@ -112,7 +122,7 @@ impl Runtime {
             },
             None => WebhookResponse::json(
                 StatusCode::OK,
-                json!({"accepted": accepted, "duplicates": duplicates, "statuses": parsed.statuses, "skipped": parsed.skipped}),
+                json!({"accepted": accepted, "duplicates": duplicates, "statuses": parsed.statuses, "failures": failures, "skipped": parsed.skipped}),
             ),
         };
         response.contacts = contacts;

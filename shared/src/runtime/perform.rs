@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::contact::{Address, ContactId};
 use crate::engine::{self, ArmTimer, Catalog, Effect, Event, OutboundMessage};
-use crate::ports::{Base, ChannelSender, ContactRecord, SendError, Sent, StoreError};
+use crate::ports::{Base, ChannelSender, ContactRecord, SendError, Sent, SentRef, StoreError};
 
 use super::{Runtime, RuntimeError, log_transition};
 
@@ -15,6 +15,21 @@ enum Performed {
     Done,
     /// Part of the effect is done; this is what remains of it.
     Then(Effect),
+}
+
+/// What performing an effect did: how far it got, and the message it sent, if any.
+struct Outcome {
+    performed: Performed,
+    sent: Option<SentRef>,
+}
+
+impl From<Performed> for Outcome {
+    fn from(performed: Performed) -> Self {
+        Outcome {
+            performed,
+            sent: None,
+        }
+    }
 }
 
 enum Failed {
@@ -33,6 +48,8 @@ struct Progress {
     replaced: BTreeMap<u64, Effect>,
     /// DeliveryFailed events applied: a record reloaded after a conflict needs them too.
     refusals: Vec<Event>,
+    /// Messages sent, to remember in whichever record is committed.
+    sent: Vec<SentRef>,
 }
 
 impl Runtime {
@@ -72,6 +89,9 @@ impl Runtime {
                     entry.effect = rest;
                 }
             }
+            for sent in &progress.sent {
+                fresh.remember_sent(sent.id.clone(), sent.run);
+            }
             for event in &progress.refusals {
                 if let Event::DeliveryFailed { run, .. } = event {
                     fresh.outbox.retain(|e| !e.effect.serves_delivery_of(*run));
@@ -102,7 +122,15 @@ impl Runtime {
         catalog: &Catalog,
     ) -> Option<RuntimeError> {
         while let Some(entry) = record.outbox.first().cloned() {
-            match self.perform(contact, entry.effect).await {
+            let outcome = self.perform(contact, entry.effect).await;
+            if let Ok(Outcome {
+                sent: Some(sent), ..
+            }) = &outcome
+            {
+                record.remember_sent(sent.id.clone(), sent.run);
+                progress.sent.push(sent.clone());
+            }
+            match outcome.map(|o| o.performed) {
                 Ok(Performed::Done) => {
                     record.outbox.remove(0);
                     progress.done.push(entry.id);
@@ -135,7 +163,7 @@ impl Runtime {
         None
     }
 
-    async fn perform(&self, contact: &ContactId, effect: Effect) -> Result<Performed, Failed> {
+    async fn perform(&self, contact: &ContactId, effect: Effect) -> Result<Outcome, Failed> {
         match effect {
             Effect::Send {
                 run,
@@ -143,7 +171,8 @@ impl Runtime {
                 message,
                 then_arm,
             } => {
-                self.send_with_retries(&to, &message)
+                let sent = self
+                    .send_with_retries(&to, &message)
                     .await
                     .map_err(|e| match e {
                         SendError::Permanent { reason } => Failed::Refused { run, reason },
@@ -151,13 +180,17 @@ impl Runtime {
                             Failed::Retry(RuntimeError::Send(reason))
                         }
                     })?;
-                Ok(match then_arm {
+                let performed = match then_arm {
                     // The question is with the channel: its timeout starts now.
                     Some(arm) => Performed::Then(Effect::ArmTimer(ArmTimer {
                         starts_at: Some(self.clock.now()),
                         ..arm
                     })),
                     None => Performed::Done,
+                };
+                Ok(Outcome {
+                    performed,
+                    sent: sent.provider_message_id.map(|id| SentRef { id, run }),
                 })
             }
             Effect::ArmTimer(arm) => {
@@ -167,21 +200,21 @@ impl Runtime {
                     .arm(contact, arm.timer, deadline)
                     .await
                     .map_err(|e| Failed::Retry(e.into()))?;
-                Ok(Performed::Done)
+                Ok(Performed::Done.into())
             }
             Effect::Record(record) => {
                 self.store
                     .append_record(contact, &record)
                     .await
                     .map_err(|e| Failed::Retry(e.into()))?;
-                Ok(Performed::Done)
+                Ok(Performed::Done.into())
             }
             Effect::CancelTimer(timer) => {
                 if let Err(e) = self.timers.cancel(contact, timer).await {
                     // Tidy-up only: if it fires anyway, the engine ignores it as stale.
                     tracing::warn!(contact = %contact.log_ref(), error = %e, "could not cancel a timer");
                 }
-                Ok(Performed::Done)
+                Ok(Performed::Done.into())
             }
         }
     }

@@ -37,8 +37,9 @@ impl Runtime {
             let now = self.clock.now();
             let consumed: Vec<InboxId> = loaded.inbox.iter().map(|(id, _)| id.clone()).collect();
             for (_, item) in &loaded.inbox {
-                let applied = engine::apply(&mut record.state, &item.event, now, &catalog);
-                log_transition(contact, &item.event, &applied.transition);
+                let event = record.resolve(&item.event);
+                let applied = engine::apply(&mut record.state, &event, now, &catalog);
+                log_transition(contact, &event, &applied.transition);
                 record.record(applied.effects);
             }
             let holds_lease = self.take_lease(&mut record);

@@ -8,6 +8,7 @@ use super::NAME;
 use crate::channels::{InboundError, Parsed, Reply};
 use crate::contact::Address;
 use crate::engine::{Content, Inbound};
+use crate::ports::DeliveryReport;
 
 pub const EMPTY_TWIML: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#;
 
@@ -22,8 +23,24 @@ pub fn parse(body: &[u8]) -> Result<Parsed, InboundError> {
         ..Parsed::default()
     };
     let field = |name: &str| form.get(name).filter(|v| !v.is_empty()).cloned();
-    if field("MessageStatus").is_some() {
-        parsed.statuses += 1;
+    if let Some(status) = field("MessageStatus") {
+        // A message Twilio accepted that the carrier did not deliver.
+        let failed = status == "failed" || status == "undelivered";
+        match (failed, field("MessageSid"), field("To"), field("From")) {
+            (true, Some(sid), Some(to), Some(from)) => parsed.failures.push(DeliveryReport {
+                to: Address {
+                    channel: NAME.into(),
+                    user_id: to,
+                    via: Some(from),
+                },
+                provider_message_id: sid,
+                reason: match field("ErrorCode") {
+                    Some(code) => format!("status {status}, error {code}"),
+                    None => format!("status {status}"),
+                },
+            }),
+            _ => parsed.statuses += 1,
+        }
         return Ok(parsed);
     }
     let (Some(sid), Some(from), Some(to)) = (field("MessageSid"), field("From"), field("To"))
@@ -85,6 +102,17 @@ mod tests {
             "MessageSid=SM9&MessageStatus=delivered&SmsStatus=delivered&To=%2B49151&From=%2B1555";
         let parsed = parse(status.as_bytes()).unwrap();
         assert_eq!((parsed.messages.len(), parsed.statuses), (0, 1));
+        let undelivered =
+            "MessageSid=SM9&MessageStatus=undelivered&ErrorCode=30003&To=%2B49151&From=%2B1555";
+        let report = &parse(undelivered.as_bytes()).unwrap().failures[0];
+        assert_eq!(
+            (
+                report.to.user_id.as_str(),
+                report.provider_message_id.as_str()
+            ),
+            ("+49151", "SM9")
+        );
+        assert!(report.reason.contains("30003"));
 
         let mut mms = sms("+4915112345678", "MM1", "");
         mms.push(("NumMedia".into(), "1".into()));

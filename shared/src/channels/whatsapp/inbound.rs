@@ -10,6 +10,7 @@ use crate::channels::{InboundError, Parsed};
 use crate::clock::Timestamp;
 use crate::contact::Address;
 use crate::engine::{Content, Inbound};
+use crate::ports::DeliveryReport;
 
 #[derive(Deserialize)]
 struct Body {
@@ -110,7 +111,12 @@ pub fn parse(body: &[u8]) -> Result<Parsed, InboundError> {
         .flat_map(|e| e.changes)
         .filter_map(|c| c.value)
     {
-        parsed.statuses += value.statuses.len();
+        for status in &value.statuses {
+            match failure(status, value.metadata.as_ref()) {
+                Some(report) => parsed.failures.push(report),
+                None => parsed.statuses += 1,
+            }
+        }
         let Some(metadata) = &value.metadata else {
             parsed.skipped += value.messages.len();
             continue;
@@ -125,6 +131,29 @@ pub fn parse(body: &[u8]) -> Result<Parsed, InboundError> {
         }
     }
     Ok(parsed)
+}
+
+/// A `failed` status: a message the Cloud API accepted could not be delivered (outside
+/// the 24-hour window, 131047, arrives this way).
+fn failure(status: &Value, metadata: Option<&Metadata>) -> Option<DeliveryReport> {
+    if status["status"] != "failed" {
+        return None;
+    }
+    let error = &status["errors"][0];
+    let reason = match (error["code"].as_i64(), error["title"].as_str()) {
+        (Some(code), Some(title)) => format!("status failed, error {code}: {title}"),
+        (Some(code), None) => format!("status failed, error {code}"),
+        _ => "status failed".to_string(),
+    };
+    Some(DeliveryReport {
+        to: Address {
+            channel: NAME.into(),
+            user_id: status["recipient_id"].as_str()?.to_string(),
+            via: metadata.map(|m| m.phone_number_id.clone()),
+        },
+        provider_message_id: status["id"].as_str()?.to_string(),
+        reason,
+    })
 }
 
 fn normalize(message: Message, metadata: &Metadata, contacts: &[WaContact]) -> Inbound {
@@ -244,6 +273,29 @@ mod tests {
         .unwrap();
         assert!(parsed.messages.is_empty());
         assert_eq!((parsed.statuses, parsed.skipped), (2, 1));
+    }
+
+    #[test]
+    fn a_failed_status_is_a_delivery_report_for_its_recipient() {
+        let parsed = parse(&body(
+            json!([]),
+            json!([{"id": "wamid.9", "status": "failed", "recipient_id": "4915", "timestamp": "1",
+                "errors": [{"code": 131047, "title": "Re-engagement message"}]}]),
+        ))
+        .unwrap();
+        assert_eq!(parsed.statuses, 0);
+        let report = &parsed.failures[0];
+        assert_eq!(report.provider_message_id, "wamid.9");
+        assert_eq!(
+            report.to.contact_id(),
+            Address {
+                channel: "whatsapp".into(),
+                user_id: "4915".into(),
+                via: None
+            }
+            .contact_id()
+        );
+        assert!(report.reason.contains("131047"), "{}", report.reason);
     }
 
     #[test]

@@ -95,6 +95,22 @@ pub fn message_webhook(
             "messages": [msg]}}]}]})
 }
 
+/// A webhook body with one status of a message sent from `phone_number_id` to `to`.
+/// `failed` statuses carry an error, as the Cloud API sends them.
+pub fn status_webhook(phone_number_id: &str, to: &str, wamid: &str, status: &str) -> Value {
+    let mut entry =
+        json!({"id": wamid, "status": status, "timestamp": "1750000000", "recipient_id": to});
+    if status == "failed" {
+        entry["errors"] = json!([{"code": 131047, "title": "Re-engagement message",
+            "message": "Re-engagement message", "error_data": {"details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number."}}]);
+    }
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "WHATSAPP_BUSINESS_ACCOUNT_ID", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": phone_number_id},
+            "statuses": [entry]}}]}]})
+}
+
 pub fn text(body: &str) -> Value {
     json!({"type": "text", "text": {"body": body}})
 }
