@@ -342,3 +342,30 @@ pub trait ChannelSender: Send + Sync {
 pub trait Doorbell: Send + Sync {
     fn ring(&self, contact: &ContactId);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_names_the_run_of_a_remembered_send_only() {
+        let mut record = ContactRecord::new(ContactId::new("whatsapp", "1"));
+        record.remember_sent("wamid.1".into(), 1);
+        record.remember_sent("wamid.2".into(), 2);
+        record.remember_sent("wamid.3".into(), 2);
+        assert_eq!(record.sent.len(), SENT_REMEMBERED);
+        let report = |id: &str| Event::DeliveryReported {
+            provider_message_id: id.into(),
+            reason: "r".into(),
+        };
+        assert_eq!(
+            record.resolve(&report("wamid.3")),
+            Event::DeliveryFailed {
+                run: 2,
+                reason: "r".into()
+            }
+        );
+        // Forgotten (older than the last two): left as it is, which changes nothing.
+        assert_eq!(record.resolve(&report("wamid.1")), report("wamid.1"));
+    }
+}

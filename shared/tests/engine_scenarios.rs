@@ -379,6 +379,35 @@ fn a_delivery_failure_ends_the_run_and_closes() {
 }
 
 #[test]
+fn a_failure_reported_after_the_hand_off_cancels_the_armed_timeout() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    let (timer, _) = chat.armed[0];
+    let t = chat.apply(Event::DeliveryFailed {
+        run: timer.run,
+        reason: "status failed, error 131047".into(),
+    });
+    assert_eq!(t.outcome, Some(RunOutcome::FailedDelivery));
+    assert_eq!(chat.cancelled, vec![timer]);
+    // Were it to fire anyway, it is stale.
+    assert_eq!(chat.apply(Event::Timeout(timer)).happened, Happened::StaleTimeout);
+}
+
+#[test]
+fn a_report_no_run_is_known_for_changes_nothing() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    let sent = chat.sent.len();
+    let t = chat.apply(Event::DeliveryReported {
+        provider_message_id: "wamid.unknown".into(),
+        reason: "status failed".into(),
+    });
+    assert_eq!(t.happened, Happened::StaleDeliveryFailure);
+    assert!(chat.state.active_run().is_some());
+    assert_eq!(chat.sent.len(), sent);
+}
+
+#[test]
 fn template_parameters_change_limits_and_texts() {
     let mut chat = Chat::new(consent_template(&[
         ("max_jumps", "1"),
