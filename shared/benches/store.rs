@@ -1,7 +1,9 @@
 //! Embedded store commits per second: one event's worth of store work (append an inbox
 //! item, load the contact, commit the record consuming it), each a durable transaction,
 //! for a new contact each time. Measured on the working directory's disk and, where the
-//! machine has one, on tmpfs (/dev/shm), which shows the cost of fsync.
+//! machine has one, on tmpfs (/dev/shm), which shows the cost of fsync. Once one event
+//! at a time (each waits for its own commit), once 64 contacts at a time (their writes
+//! share commits: the group commit).
 //! `cargo bench -p assent --bench store`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -13,8 +15,29 @@ use assent::engine::{Content, Inbound};
 use assent::ports::{ContactRecord, InboxItem, InboxStore, StateStore};
 use assent::store::EmbeddedStore;
 
+/// How many contacts' events are in flight at once in the concurrent variant.
+const CONCURRENT: u64 = 64;
+
 fn cycle(rt: &tokio::runtime::Runtime, store: &EmbeddedStore, n: u64) {
+    rt.block_on(event(store, n))
+}
+
+fn concurrent_cycles(rt: &tokio::runtime::Runtime, store: &EmbeddedStore, first: u64) {
     rt.block_on(async {
+        let tasks: Vec<_> = (first..first + CONCURRENT)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { event(&store, n).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+}
+
+async fn event(store: &EmbeddedStore, n: u64) {
+    {
         let contact = ContactId::new("whatsapp", &n.to_string());
         let item = InboxItem::inbound(
             Inbound {
@@ -44,7 +67,7 @@ fn cycle(rt: &tokio::runtime::Runtime, store: &EmbeddedStore, n: u64) {
             )
             .await
             .unwrap();
-    })
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -67,6 +90,18 @@ fn bench(c: &mut Criterion) {
         let store = EmbeddedStore::open(&dir.path().join("bench.redb"), Timestamp(1)).unwrap();
         group.bench_function(format!("event_cycle_{name}"), |b| {
             b.iter(|| cycle(&rt, &store, counter.fetch_add(1, Ordering::Relaxed)))
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("embedded_store_concurrent");
+    group.throughput(Throughput::Elements(CONCURRENT));
+    for (name, dir) in &places {
+        let store = EmbeddedStore::open(&dir.path().join("bench.redb"), Timestamp(1)).unwrap();
+        group.bench_function(format!("event_cycles_{CONCURRENT}_at_once_{name}"), |b| {
+            b.iter(|| {
+                let first = counter.fetch_add(CONCURRENT, Ordering::Relaxed);
+                concurrent_cycles(&rt, &store, first)
+            })
         });
     }
     group.finish();

@@ -390,7 +390,10 @@ fn a_failure_reported_after_the_hand_off_cancels_the_armed_timeout() {
     assert_eq!(t.outcome, Some(RunOutcome::FailedDelivery));
     assert_eq!(chat.cancelled, vec![timer]);
     // Were it to fire anyway, it is stale.
-    assert_eq!(chat.apply(Event::Timeout(timer)).happened, Happened::StaleTimeout);
+    assert_eq!(
+        chat.apply(Event::Timeout(timer)).happened,
+        Happened::StaleTimeout
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The embedded store: one redb file holding contacts, inboxes, timers and workflows.
-//! Every operation is one ACID write transaction, durable when it returns.
+//! Every write is ACID and durable when it returns; concurrent writes share a commit
+//! ([`GroupCommit`]), so one fsync serves many.
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -14,6 +15,8 @@ use crate::ports::{
     StateStore, StoreError, WorkflowStore,
 };
 use crate::workflow::{PublishedWorkflow, Workflow};
+
+use super::group_commit::GroupCommit;
 
 /// contact id -> `{"version": n, "record": ContactRecord}`
 const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
@@ -46,6 +49,7 @@ pub const DEDUP_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    writer: Arc<GroupCommit>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -79,8 +83,8 @@ impl EmbeddedStore {
             }
             other => unavailable(other),
         })?;
-        let store = EmbeddedStore { db: Arc::new(db) };
-        store.write(|txn| {
+        let db = Arc::new(db);
+        write_now(&db, |txn| {
             // Create every table up front so that readers never meet a missing one.
             txn.open_table(CONTACTS)?;
             txn.open_table(INBOX)?;
@@ -97,17 +101,16 @@ impl EmbeddedStore {
             keys.retain(|_, received_at| received_at >= cutoff)?;
             Ok(())
         })?;
-        Ok(store)
+        let writer = Arc::new(GroupCommit::start(db.clone()).map_err(unavailable)?);
+        Ok(EmbeddedStore { db, writer })
     }
 
-    fn write<T>(
+    /// Runs `f` in the next group commit; returns once it is durable.
+    async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
-        let out = f(&txn)?;
-        txn.commit().map_err(unavailable)?;
-        Ok(out)
+        self.writer.write(f).await
     }
 
     fn read<T>(
@@ -136,15 +139,13 @@ impl EmbeddedStore {
         deadline: Timestamp,
     ) -> Result<(), StoreError> {
         let contact = contact.clone();
-        self.blocking(move |s| {
-            s.write(|txn| {
-                let mut timers = txn.open_table(TIMERS)?;
-                timers.insert(
-                    (contact.as_str(), timer.run, timer.wait_seq),
-                    deadline.millis(),
-                )?;
-                Ok(())
-            })
+        self.write(move |txn| {
+            let mut timers = txn.open_table(TIMERS)?;
+            timers.insert(
+                (contact.as_str(), timer.run, timer.wait_seq),
+                deadline.millis(),
+            )?;
+            Ok(())
         })
         .await
     }
@@ -155,12 +156,10 @@ impl EmbeddedStore {
         timer: TimerRef,
     ) -> Result<(), StoreError> {
         let contact = contact.clone();
-        self.blocking(move |s| {
-            s.write(|txn| {
-                let mut timers = txn.open_table(TIMERS)?;
-                timers.remove((contact.as_str(), timer.run, timer.wait_seq))?;
-                Ok(())
-            })
+        self.write(move |txn| {
+            let mut timers = txn.open_table(TIMERS)?;
+            timers.remove((contact.as_str(), timer.run, timer.wait_seq))?;
+            Ok(())
         })
         .await
     }
@@ -207,8 +206,7 @@ impl From<redb::StorageError> for StoreError {
 impl InboxStore for EmbeddedStore {
     async fn append(&self, contact: &ContactId, item: InboxItem) -> Result<Appended, StoreError> {
         let contact = contact.clone();
-        self.blocking(move |s| s.write(|txn| append_in(txn, &contact, &item)))
-            .await
+        self.write(move |txn| append_in(txn, &contact, &item)).await
     }
 }
 
@@ -246,23 +244,20 @@ impl EmbeddedStore {
         now: Timestamp,
     ) -> Result<Vec<ContactId>, StoreError> {
         let due = due.to_vec();
-        self.blocking(move |s| {
-            s.write(|txn| {
-                let mut fired = Vec::new();
-                for (contact, timer) in &due {
-                    let removed = txn
-                        .open_table(TIMERS)?
-                        .remove((contact.as_str(), timer.run, timer.wait_seq))?
-                        .is_some();
-                    if removed
-                        && append_in(txn, contact, &InboxItem::timeout(*timer, now))?
-                            == Appended::New
-                    {
-                        fired.push(contact.clone());
-                    }
+        self.write(move |txn| {
+            let mut fired = Vec::new();
+            for (contact, timer) in &due {
+                let removed = txn
+                    .open_table(TIMERS)?
+                    .remove((contact.as_str(), timer.run, timer.wait_seq))?
+                    .is_some();
+                if removed
+                    && append_in(txn, contact, &InboxItem::timeout(*timer, now))? == Appended::New
+                {
+                    fired.push(contact.clone());
                 }
-                Ok(fired)
-            })
+            }
+            Ok(fired)
         })
         .await
     }
@@ -322,45 +317,43 @@ impl StateStore for EmbeddedStore {
             .iter()
             .map(|id| id.0.parse().map_err(corrupt))
             .collect::<Result<_, _>>()?;
-        self.blocking(move |s| {
-            s.write(|txn| {
-                let mut contacts = txn.open_table(CONTACTS)?;
-                let current = match contacts.get(contact.as_str())? {
-                    Some(bytes) => Some(decode::<StoredRecord>(bytes.value())?),
-                    None => None,
-                };
-                if current.as_ref().map_or(0, |c| c.version) != expected {
-                    return Err(StoreError::Conflict);
-                }
-                let old_tags = current
-                    .map(|c| c.record.state.profile.tags)
-                    .unwrap_or_default();
-                let mut segments = txn.open_table(SEGMENTS)?;
-                for gone in old_tags.difference(&new_tags) {
-                    segments.remove((gone.as_str(), contact.as_str()))?;
-                }
-                for added in new_tags.difference(&old_tags) {
-                    segments.insert((added.as_str(), contact.as_str()), 1)?;
-                }
-                contacts.insert(contact.as_str(), bytes.as_slice())?;
-                let mut inbox = txn.open_table(INBOX)?;
-                for seq in consumed {
-                    inbox.remove((contact.as_str(), seq))?;
-                }
-                let inbox_empty = inbox
-                    .range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))?
-                    .next()
-                    .is_none();
-                let mut pending = txn.open_table(PENDING)?;
-                if inbox_empty && outbox_empty {
-                    pending.remove(contact.as_str())?;
-                } else {
-                    pending.insert(contact.as_str(), 1)?;
-                }
-                Ok(Base {
-                    version: expected + 1,
-                    ..Base::default()
-                })
+        self.write(move |txn| {
+            let mut contacts = txn.open_table(CONTACTS)?;
+            let current = match contacts.get(contact.as_str())? {
+                Some(bytes) => Some(decode::<StoredRecord>(bytes.value())?),
+                None => None,
+            };
+            if current.as_ref().map_or(0, |c| c.version) != expected {
+                return Err(StoreError::Conflict);
+            }
+            let old_tags = current
+                .map(|c| c.record.state.profile.tags)
+                .unwrap_or_default();
+            let mut segments = txn.open_table(SEGMENTS)?;
+            for gone in old_tags.difference(&new_tags) {
+                segments.remove((gone.as_str(), contact.as_str()))?;
+            }
+            for added in new_tags.difference(&old_tags) {
+                segments.insert((added.as_str(), contact.as_str()), 1)?;
+            }
+            contacts.insert(contact.as_str(), bytes.as_slice())?;
+            let mut inbox = txn.open_table(INBOX)?;
+            for seq in consumed {
+                inbox.remove((contact.as_str(), seq))?;
+            }
+            let inbox_empty = inbox
+                .range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))?
+                .next()
+                .is_none();
+            let mut pending = txn.open_table(PENDING)?;
+            if inbox_empty && outbox_empty {
+                pending.remove(contact.as_str())?;
+            } else {
+                pending.insert(contact.as_str(), 1)?;
+            }
+            Ok(Base {
+                version: expected + 1,
+                ..Base::default()
             })
         })
         .await
@@ -421,20 +414,18 @@ impl AdminStore for EmbeddedStore {
 
     async fn erase(&self, contact: &ContactId) -> Result<bool, StoreError> {
         let contact = contact.clone();
-        self.blocking(move |s| {
-            s.write(|txn| {
-                let c = contact.as_str();
-                let existed = txn.open_table(CONTACTS)?.remove(c)?.is_some();
-                txn.open_table(PENDING)?.remove(c)?;
-                txn.open_table(INBOX)?.retain(|(owner, _), _| owner != c)?;
-                txn.open_table(INBOX_KEYS)?
-                    .retain(|(owner, _), _| owner != c)?;
-                txn.open_table(TIMERS)?
-                    .retain(|(owner, _, _), _| owner != c)?;
-                txn.open_table(SEGMENTS)?
-                    .retain(|(_, owner), _| owner != c)?;
-                Ok(existed)
-            })
+        self.write(move |txn| {
+            let c = contact.as_str();
+            let existed = txn.open_table(CONTACTS)?.remove(c)?.is_some();
+            txn.open_table(PENDING)?.remove(c)?;
+            txn.open_table(INBOX)?.retain(|(owner, _), _| owner != c)?;
+            txn.open_table(INBOX_KEYS)?
+                .retain(|(owner, _), _| owner != c)?;
+            txn.open_table(TIMERS)?
+                .retain(|(owner, _, _), _| owner != c)?;
+            txn.open_table(SEGMENTS)?
+                .retain(|(_, owner), _| owner != c)?;
+            Ok(existed)
         })
         .await
     }
@@ -445,12 +436,10 @@ impl AdminStore for EmbeddedStore {
         definition: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let (id, bytes) = (workflow_id.to_string(), encode(definition)?);
-        self.blocking(move |s| {
-            s.write(|txn| {
-                txn.open_table(DRAFTS)?
-                    .insert(id.as_str(), bytes.as_slice())?;
-                Ok(())
-            })
+        self.write(move |txn| {
+            txn.open_table(DRAFTS)?
+                .insert(id.as_str(), bytes.as_slice())?;
+            Ok(())
         })
         .await
     }
@@ -480,14 +469,12 @@ impl LedgerStore for EmbeddedStore {
         let contact = contact.clone();
         let seq = record.seq;
         let bytes = encode(record)?;
-        self.blocking(move |s| {
-            s.write(|txn| {
-                let mut ledger = txn.open_table(LEDGER)?;
-                if ledger.get((contact.as_str(), seq))?.is_none() {
-                    ledger.insert((contact.as_str(), seq), bytes.as_slice())?;
-                }
-                Ok(())
-            })
+        self.write(move |txn| {
+            let mut ledger = txn.open_table(LEDGER)?;
+            if ledger.get((contact.as_str(), seq))?.is_none() {
+                ledger.insert((contact.as_str(), seq), bytes.as_slice())?;
+            }
+            Ok(())
         })
         .await
     }
@@ -535,44 +522,40 @@ impl WorkflowStore for EmbeddedStore {
         let id = workflow.id.clone();
         let digest = workflow.digest();
         let definition = workflow.to_value();
-        self.blocking(move |s| {
-            s.write(|txn| {
-                let mut table = txn.open_table(WORKFLOWS)?;
-                let latest: Option<PublishedWorkflow> = match table
-                    .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?
-                    .next_back()
-                {
-                    Some(entry) => Some(decode(entry?.1.value())?),
-                    None => None,
-                };
-                if let Some(latest) = latest.as_ref().filter(|l| l.digest == digest) {
-                    return Ok(latest.clone());
-                }
-                let published = PublishedWorkflow {
-                    id: id.clone(),
-                    version: latest.map_or(1, |l| l.version + 1),
-                    published_at: now,
-                    digest,
-                    definition,
-                };
-                table.insert(
-                    (id.as_str(), published.version),
-                    encode(&published)?.as_slice(),
-                )?;
-                Ok(published)
-            })
+        self.write(move |txn| {
+            let mut table = txn.open_table(WORKFLOWS)?;
+            let latest: Option<PublishedWorkflow> = match table
+                .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?
+                .next_back()
+            {
+                Some(entry) => Some(decode(entry?.1.value())?),
+                None => None,
+            };
+            if let Some(latest) = latest.as_ref().filter(|l| l.digest == digest) {
+                return Ok(latest.clone());
+            }
+            let published = PublishedWorkflow {
+                id: id.clone(),
+                version: latest.map_or(1, |l| l.version + 1),
+                published_at: now,
+                digest,
+                definition,
+            };
+            table.insert(
+                (id.as_str(), published.version),
+                encode(&published)?.as_slice(),
+            )?;
+            Ok(published)
         })
         .await
     }
 
     async fn set_active(&self, id: &str, version: u32) -> Result<(), StoreError> {
         let bytes = encode(&(id, version))?;
-        self.blocking(move |s| {
-            s.write(|txn| {
-                txn.open_table(SETTINGS)?
-                    .insert(ACTIVE_KEY, bytes.as_slice())?;
-                Ok(())
-            })
+        self.write(move |txn| {
+            txn.open_table(SETTINGS)?
+                .insert(ACTIVE_KEY, bytes.as_slice())?;
+            Ok(())
         })
         .await
     }
@@ -600,4 +583,15 @@ impl WorkflowStore for EmbeddedStore {
         })
         .await
     }
+}
+
+/// A write outside the group commit, before the writer starts.
+fn write_now<T>(
+    db: &Database,
+    f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    let out = f(&txn)?;
+    txn.commit().map_err(unavailable)?;
+    Ok(out)
 }

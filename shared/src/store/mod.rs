@@ -4,6 +4,7 @@
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 mod embedded;
+mod group_commit;
 
 #[cfg(feature = "aws")]
 pub use dynamodb::DynamoStore;
