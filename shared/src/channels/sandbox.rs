@@ -69,6 +69,8 @@ struct Shared {
     stalls: Mutex<BTreeMap<u64, Duration>>,
     requests: AtomicU64,
     accepted: AtomicU64,
+    /// How long every accepted request waits for its answer (a slow provider).
+    latency: Mutex<Duration>,
     arrived: Notify,
     print: AtomicBool,
     /// Messages received per recipient, for waits on one contact.
@@ -90,6 +92,7 @@ impl ApiSandbox {
             stalls: Mutex::default(),
             requests: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
+            latency: Mutex::new(Duration::ZERO),
             arrived: Notify::new(),
             print: AtomicBool::new(false),
             per_recipient: Mutex::default(),
@@ -143,12 +146,19 @@ impl ApiSandbox {
         }
     }
 
-    /// The next request gets its answer only after `stall` (longer than the client's
-    /// timeout: the client gives up, and what the sandbox then records was still sent).
+    /// The next request is recorded (as the provider would deliver it) but answered only
+    /// after `stall`: longer than the client's timeout, it is a send whose answer was lost.
     pub fn stall_next(&self, stall: Duration) {
         let at = self.shared.requests.load(Ordering::SeqCst) + 1;
         if let Ok(mut s) = self.shared.stalls.lock() {
             s.insert(at, stall);
+        }
+    }
+
+    /// Every message from now on is recorded at once but answered after `latency`.
+    pub fn answer_after(&self, latency: Duration) {
+        if let Ok(mut l) = self.shared.latency.lock() {
+            *l = latency;
         }
     }
 
@@ -215,9 +225,6 @@ async fn receive(
         .lock()
         .ok()
         .and_then(|mut s| s.remove(&number));
-    if let Some(stall) = stall {
-        tokio::time::sleep(stall).await;
-    }
     let failure = shared
         .failures
         .lock()
@@ -249,6 +256,10 @@ async fn receive(
         *counts.entry(to).or_default() += 1;
     }
     shared.arrived.notify_waiters();
+    let latency = shared.latency.lock().map(|l| *l).unwrap_or_default();
+    if let Some(wait) = stall.or((!latency.is_zero()).then_some(latency)) {
+        tokio::time::sleep(wait).await;
+    }
     json_response(status, &answer)
 }
 

@@ -99,7 +99,7 @@ impl EmbeddedStore {
             let mut keys = txn.open_table(INBOX_KEYS)?;
             let cutoff = now.millis() - DEDUP_RETENTION_MS;
             keys.retain(|_, received_at| received_at >= cutoff)?;
-            Ok(())
+            release_leases(txn)
         })?;
         let writer = Arc::new(GroupCommit::start(db.clone()).map_err(unavailable)?);
         Ok(EmbeddedStore { db, writer })
@@ -594,4 +594,33 @@ fn write_now<T>(
     let out = f(&txn)?;
     txn.commit().map_err(unavailable)?;
     Ok(out)
+}
+
+/// Outbox leases left by a process that is gone. This process holds the file alone (redb
+/// locks it), so every lease in it is stale: without this, a contact whose steps were
+/// interrupted would wait for the lease to run out before anyone performed them.
+fn release_leases(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let pending: Vec<String> = txn
+        .open_table(PENDING)?
+        .iter()?
+        .map(|entry| entry.map(|(contact, _)| contact.value().to_string()))
+        .collect::<Result<_, _>>()?;
+    let mut contacts = txn.open_table(CONTACTS)?;
+    for contact in pending {
+        let stored = match contacts.get(contact.as_str())? {
+            Some(bytes) => decode::<StoredRecord>(bytes.value())?,
+            None => continue,
+        };
+        if stored.record.lease.is_none() {
+            continue;
+        }
+        let mut record = stored.record;
+        record.lease = None;
+        let released = StoredRecord {
+            version: stored.version + 1,
+            record,
+        };
+        contacts.insert(contact.as_str(), encode(&released)?.as_slice())?;
+    }
+    Ok(())
 }

@@ -120,6 +120,21 @@ impl Server {
         Server::launch(graph_base, dir, env, args).await
     }
 
+    /// Kills the process outright (SIGKILL: no draining, nothing flushed that was not
+    /// durable already) and starts it again on the same data directory.
+    pub async fn crash_and_restart(mut self) -> Server {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+        let (graph_base, dir, env, args) = (
+            self.graph_base.clone(),
+            self.dir.clone(),
+            self.env.clone(),
+            self.args.clone(),
+        );
+        drop(self);
+        Server::launch(graph_base, dir, env, args).await
+    }
+
     /// The data directory (the store file is `assent.redb` in it).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -196,6 +211,18 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The signed webhook request [`Server::send`] makes, to post from elsewhere (a task).
+    pub fn signed_request(&self, from: &str, id: &str, message: Value) -> reqwest::RequestBuilder {
+        let value = sandbox::message_webhook(PNID, from, "José Ñandú", id, 1_750_000_000, message);
+        let body = sandbox::meta_json(&value).into_bytes();
+        let signature = meta_signature(&body);
+        self.http
+            .post(format!("{}/webhooks/whatsapp", self.base))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body)
     }
 
     /// Posts one message as Meta would, signed.
