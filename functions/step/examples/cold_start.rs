@@ -32,7 +32,10 @@ fn http_event(method: &str, path: &str, route: &str, headers: Value, body: &str)
 /// signed message, the timeout queues a fire, the admin API lists workflows, and the step
 /// function (which checks its workflow is published at init) gets a stream record for a
 /// contact with nothing pending, so that no provider is needed.
-fn functions(table: &str, run: usize) -> Vec<(&'static str, Vec<(&'static str, String)>, Value)> {
+/// A binary's name, its environment and the invocation to queue.
+type Function = (&'static str, Vec<(&'static str, String)>, Value);
+
+fn functions(table: &str, run: usize) -> Vec<Function> {
     let wa_id = format!("49151{run:07}");
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages",
         "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "PNID"},
