@@ -7,10 +7,50 @@ use sha2::Sha256;
 use std::collections::HashMap;
 use subtle::ConstantTimeEq;
 
-use crate::channels::InboundError;
+use crate::channels::{InboundError, Notice, Settings};
 
 /// The Graph API that Meta's send APIs live under, with the version this build was written for.
 pub const GRAPH_API_BASE: &str = "https://graph.facebook.com/v23.0";
+
+/// The receiving side of a Meta app, the same for WhatsApp, Messenger and Instagram.
+#[derive(Clone, Default)]
+pub struct MetaApp {
+    /// The app secret that signs webhooks. `None` only with `--insecure-dev`.
+    pub app_secret: Option<String>,
+    /// What `hub.verify_token` must be in the subscription handshake.
+    pub verify_token: Option<String>,
+}
+
+impl MetaApp {
+    /// `{PREFIX}_APP_SECRET` (required) and `{PREFIX}_VERIFY_TOKEN`.
+    pub fn from_env(env: &mut Settings<'_>, prefix: &str) -> Result<MetaApp, Notice> {
+        let app_secret = env.required(
+            &format!("{prefix}_APP_SECRET"),
+            "INSECURE, webhook signatures are not checked",
+        )?;
+        let verify_token = env.optional(&format!("{prefix}_VERIFY_TOKEN"));
+        if verify_token.is_none() {
+            env.note(&format!(
+                "{prefix}_VERIFY_TOKEN is not set; subscription handshakes get 403"
+            ));
+        }
+        Ok(MetaApp {
+            app_secret,
+            verify_token,
+        })
+    }
+
+    pub fn handshake(&self, query: &str) -> Option<Result<String, InboundError>> {
+        Some(handshake(self.verify_token.as_deref(), query))
+    }
+
+    pub fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), InboundError> {
+        match &self.app_secret {
+            Some(secret) => check(secret, headers, body),
+            None => Ok(()),
+        }
+    }
+}
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 

@@ -3,6 +3,7 @@
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde_json::Value;
 use std::time::Duration;
 
 use crate::ports::SendError;
@@ -14,8 +15,17 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()
 }
 
+/// A provider's answer: its status, its `Retry-After`, and its JSON body (`Null` if it
+/// has none).
+pub async fn read(response: reqwest::Response) -> (StatusCode, Option<Duration>, Value) {
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, retry_after, body)
+}
+
 /// `Retry-After` in seconds, when the provider sent one.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use assent::channels::Channels;
+use assent::channels::meta_webhook::MetaApp;
 use assent::channels::whatsapp::sandbox::GraphSandbox;
 use assent::channels::whatsapp::{WhatsApp, WhatsAppConfig};
 use assent::ports::{Clock, Store, Timers};
@@ -49,8 +50,10 @@ pub async fn sandbox() -> GraphSandbox {
 
 pub fn whatsapp(sandbox: &GraphSandbox) -> Channels {
     let whatsapp = WhatsApp::new(WhatsAppConfig {
-        app_secret: Some(SECRET.into()),
-        verify_token: Some("verify".into()),
+        app: MetaApp {
+            app_secret: Some(SECRET.into()),
+            verify_token: Some("verify".into()),
+        },
         access_token: "token".into(),
         api_base: sandbox.base_url(),
     })

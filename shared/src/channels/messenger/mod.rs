@@ -6,6 +6,7 @@ mod inbound;
 mod outbound;
 pub mod sandbox;
 
+use crate::channels::meta_webhook::MetaApp;
 use async_trait::async_trait;
 use axum::http::HeaderMap;
 
@@ -21,9 +22,8 @@ pub const NAME: &str = "messenger";
 /// How the Messenger channel is set up (from the MESSENGER_* environment variables).
 #[derive(Clone)]
 pub struct MessengerConfig {
-    /// The Meta app secret that signs webhooks. `None` only with `--insecure-dev`.
-    pub app_secret: Option<String>,
-    pub verify_token: Option<String>,
+    /// The app secret and verify token its webhooks are checked with.
+    pub app: MetaApp,
     pub page_token: String,
     pub api_base: String,
 }
@@ -38,20 +38,12 @@ impl MessengerConfig {
     ) -> Result<(MessengerConfig, Vec<Notice>), Notice> {
         let mut env = Settings::new(NAME, &var, insecure_dev);
         let mut config = MessengerConfig {
-            app_secret: None,
-            verify_token: None,
+            app: MetaApp::default(),
             page_token: String::new(),
             api_base: meta_webhook::GRAPH_API_BASE.into(),
         };
         if purpose.receives() {
-            config.app_secret = env.required(
-                "MESSENGER_APP_SECRET",
-                "INSECURE, webhook signatures are not checked",
-            )?;
-            config.verify_token = env.optional("MESSENGER_VERIFY_TOKEN");
-            if config.verify_token.is_none() {
-                env.note("MESSENGER_VERIFY_TOKEN is not set; subscription handshakes get 403");
-            }
+            config.app = MetaApp::from_env(&mut env, "MESSENGER")?;
         }
         if purpose.sends() {
             config.page_token = env
@@ -86,17 +78,11 @@ impl Channel for Messenger {
     }
 
     fn handshake(&self, query: &str) -> Option<Result<String, InboundError>> {
-        Some(meta_webhook::handshake(
-            self.config.verify_token.as_deref(),
-            query,
-        ))
+        self.config.app.handshake(query)
     }
 
     fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), InboundError> {
-        match &self.config.app_secret {
-            Some(secret) => meta_webhook::check(secret, headers, body),
-            None => Ok(()),
-        }
+        self.config.app.authenticate(headers, body)
     }
 
     fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Parsed, InboundError> {

@@ -29,9 +29,7 @@ pub async fn send(
         .send()
         .await
         .map_err(|e| provider_http::unreachable("Bot API", &e))?;
-    let status = response.status();
-    let retry_after = provider_http::retry_after(response.headers());
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let (status, retry_after, body) = provider_http::read(response).await;
     if status.is_success() && body["ok"] == true {
         return Ok(Sent {
             provider_message_id: body["result"]["message_id"]

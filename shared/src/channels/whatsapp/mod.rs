@@ -7,6 +7,7 @@ pub mod sandbox;
 use async_trait::async_trait;
 use axum::http::HeaderMap;
 
+use super::meta_webhook::MetaApp;
 use super::{Channel, InboundError, Notice, Parsed, Purpose, Settings, meta_webhook};
 use crate::contact::Address;
 use crate::engine::OutboundMessage;
@@ -21,10 +22,8 @@ pub const DEFAULT_API_BASE: &str = meta_webhook::GRAPH_API_BASE;
 /// How a WhatsApp channel is set up (from the WHATSAPP_* environment variables).
 #[derive(Clone)]
 pub struct WhatsAppConfig {
-    /// The Meta app secret that signs webhooks. `None` only with `--insecure-dev`.
-    pub app_secret: Option<String>,
-    /// What `hub.verify_token` must be in the subscription handshake.
-    pub verify_token: Option<String>,
+    /// The app secret and verify token its webhooks are checked with.
+    pub app: MetaApp,
     pub access_token: String,
     pub api_base: String,
 }
@@ -50,17 +49,11 @@ impl Channel for WhatsApp {
     }
 
     fn handshake(&self, query: &str) -> Option<Result<String, InboundError>> {
-        Some(meta_webhook::handshake(
-            self.config.verify_token.as_deref(),
-            query,
-        ))
+        self.config.app.handshake(query)
     }
 
     fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), InboundError> {
-        match &self.config.app_secret {
-            Some(secret) => meta_webhook::check(secret, headers, body),
-            None => Ok(()),
-        }
+        self.config.app.authenticate(headers, body)
     }
 
     fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Parsed, InboundError> {
@@ -82,20 +75,12 @@ impl WhatsAppConfig {
     ) -> Result<(WhatsAppConfig, Vec<Notice>), Notice> {
         let mut env = Settings::new(NAME, &var, insecure_dev);
         let mut config = WhatsAppConfig {
-            app_secret: None,
-            verify_token: None,
+            app: MetaApp::default(),
             access_token: String::new(),
             api_base: DEFAULT_API_BASE.to_string(),
         };
         if purpose.receives() {
-            config.app_secret = env.required(
-                "WHATSAPP_APP_SECRET",
-                "INSECURE, webhook signatures are not checked",
-            )?;
-            config.verify_token = env.optional("WHATSAPP_VERIFY_TOKEN");
-            if config.verify_token.is_none() {
-                env.note("WHATSAPP_VERIFY_TOKEN is not set; subscription handshakes get 403");
-            }
+            config.app = MetaApp::from_env(&mut env, "WHATSAPP")?;
         }
         if purpose.sends() {
             config.access_token = env

@@ -41,9 +41,7 @@ pub async fn send(
         .send()
         .await
         .map_err(|e| provider_http::unreachable("Graph API", &e))?;
-    let status = response.status();
-    let retry_after = provider_http::retry_after(response.headers());
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let (status, retry_after, body) = provider_http::read(response).await;
     if status.is_success() {
         let id = body["messages"][0]["id"].as_str().map(str::to_string);
         return Ok(Sent {
