@@ -300,11 +300,15 @@ async fn a_channel_without_its_secret_is_not_served_unless_insecure_dev() {
 async fn sigterm_finishes_accepted_work_before_exiting() {
     let graph = graph().await;
     let server = Server::signed(&graph, &[]).await;
+    // A slow Graph API, so that the signal surely comes while the work is under way.
+    graph.answer_after(Duration::from_millis(400));
     let f = "61412345678";
     assert_eq!(
         server.send(f, "wamid.f1", sandbox::text("hello")).await.0,
         200
     );
+    graph.wait_for(1, PATIENCE).await;
+    assert_eq!(sent_to(&graph, f).len(), 1, "the signal comes mid-work");
     let status = server.stop().await;
     assert!(status.success(), "{status:?}");
     let sent = sent_to(&graph, f);
