@@ -52,10 +52,51 @@ pub struct EmbeddedStore {
     writer: Arc<GroupCommit>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+/// A contact's record as stored: the version as 8 big-endian bytes, then the record's
+/// JSON, so that a commit checks the version without decoding the record. (Files written
+/// before held `{"version": n, "record": ...}`; those still read.)
 struct StoredRecord {
     version: u64,
     record: ContactRecord,
+}
+
+#[derive(serde::Deserialize)]
+struct LegacyRecord {
+    version: u64,
+    record: ContactRecord,
+}
+
+impl StoredRecord {
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = self.version.to_be_bytes().to_vec();
+        serde_json::to_writer(&mut bytes, &self.record).map_err(corrupt)?;
+        Ok(bytes)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<StoredRecord, StoreError> {
+        if bytes.first() == Some(&b'{') {
+            let legacy: LegacyRecord = decode(bytes)?;
+            return Ok(StoredRecord {
+                version: legacy.version,
+                record: legacy.record,
+            });
+        }
+        Ok(StoredRecord {
+            version: version_of(bytes)?,
+            record: decode(bytes.get(8..).unwrap_or_default())?,
+        })
+    }
+}
+
+fn version_of(bytes: &[u8]) -> Result<u64, StoreError> {
+    if bytes.first() == Some(&b'{') {
+        return StoredRecord::decode(bytes).map(|s| s.version);
+    }
+    let prefix: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("a stored record shorter than its version"))?;
+    Ok(u64::from_be_bytes(prefix))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -113,23 +154,14 @@ impl EmbeddedStore {
         self.writer.write(f).await
     }
 
+    /// Runs a read on the caller's thread. Reads take microseconds on pages the OS has
+    /// cached, less than a hop to tokio's blocking pool would cost.
     fn read<T>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         f(&txn)
-    }
-
-    /// Runs blocking redb work off the async workers.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&EmbeddedStore) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(unavailable)?
     }
 
     pub async fn put_timer(
@@ -166,23 +198,20 @@ impl EmbeddedStore {
 
     /// Every persisted timer, to re-arm at start.
     pub async fn timers(&self) -> Result<Vec<(ContactId, TimerRef, Timestamp)>, StoreError> {
-        self.blocking(|s| {
-            s.read(|txn| {
-                let timers = txn.open_table(TIMERS)?;
-                let mut out = Vec::new();
-                for entry in timers.iter()? {
-                    let (key, deadline) = entry?;
-                    let (contact, run, wait_seq) = key.value();
-                    out.push((
-                        ContactId::from_stored(contact),
-                        TimerRef { run, wait_seq },
-                        Timestamp(deadline.value()),
-                    ));
-                }
-                Ok(out)
-            })
+        self.read(|txn| {
+            let timers = txn.open_table(TIMERS)?;
+            let mut out = Vec::new();
+            for entry in timers.iter()? {
+                let (key, deadline) = entry?;
+                let (contact, run, wait_seq) = key.value();
+                out.push((
+                    ContactId::from_stored(contact),
+                    TimerRef { run, wait_seq },
+                    Timestamp(deadline.value()),
+                ));
+            }
+            Ok(out)
         })
-        .await
     }
 }
 
@@ -267,35 +296,36 @@ impl EmbeddedStore {
 impl StateStore for EmbeddedStore {
     async fn load(&self, contact: &ContactId) -> Result<Loaded, StoreError> {
         let contact = contact.clone();
-        self.blocking(move |s| {
-            s.read(|txn| {
-                let stored = match txn.open_table(CONTACTS)?.get(contact.as_str())? {
-                    Some(bytes) => Some(decode::<StoredRecord>(bytes.value())?),
-                    None => None,
-                };
-                let table = txn.open_table(INBOX)?;
-                let mut inbox = Vec::new();
-                for entry in table.range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))? {
-                    let (key, bytes) = entry?;
-                    inbox.push((InboxId(key.value().1.to_string()), decode(bytes.value())?));
-                }
-                // Consumed items are deleted at commit: nothing processed is still held.
-                let (record, version) = match stored {
-                    Some(s) => (Some(s.record), s.version),
-                    None => (None, 0),
-                };
-                let base = Base {
-                    version,
-                    ..Base::default()
-                };
-                Ok(Loaded {
-                    record,
-                    base,
-                    inbox,
-                })
+        self.read(|txn| {
+            let stored = match txn.open_table(CONTACTS)?.get(contact.as_str())? {
+                Some(bytes) => Some(StoredRecord::decode(bytes.value())?),
+                None => None,
+            };
+            let table = txn.open_table(INBOX)?;
+            let mut inbox = Vec::new();
+            for entry in table.range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))? {
+                let (key, bytes) = entry?;
+                inbox.push((InboxId(key.value().1.to_string()), decode(bytes.value())?));
+            }
+            // Consumed items are deleted at commit: nothing processed is still held.
+            let (record, version) = match stored {
+                Some(s) => (Some(s.record), s.version),
+                None => (None, 0),
+            };
+            let base = Base {
+                version,
+                indexed_tags: record
+                    .as_ref()
+                    .map(|r: &ContactRecord| r.state.profile.tags.clone())
+                    .unwrap_or_default(),
+                ..Base::default()
+            };
+            Ok(Loaded {
+                record,
+                base,
+                inbox,
             })
         })
-        .await
     }
 
     async fn commit(
@@ -307,12 +337,16 @@ impl StateStore for EmbeddedStore {
     ) -> Result<Base, StoreError> {
         let contact = contact.clone();
         let expected = base.version;
-        let bytes = encode(&StoredRecord {
+        let bytes = StoredRecord {
             version: expected + 1,
             record: record.clone(),
-        })?;
+        }
+        .encode()?;
         let outbox_empty = record.outbox.is_empty();
         let new_tags = record.state.profile.tags.clone();
+        // The tags the segment index holds: those of the record at `expected`, which the
+        // version check below makes sure is what is stored.
+        let old_tags = base.indexed_tags.clone();
         let consumed: Vec<u64> = consumed
             .iter()
             .map(|id| id.0.parse().map_err(corrupt))
@@ -320,15 +354,12 @@ impl StateStore for EmbeddedStore {
         self.write(move |txn| {
             let mut contacts = txn.open_table(CONTACTS)?;
             let current = match contacts.get(contact.as_str())? {
-                Some(bytes) => Some(decode::<StoredRecord>(bytes.value())?),
-                None => None,
+                Some(bytes) => version_of(bytes.value())?,
+                None => 0,
             };
-            if current.as_ref().map_or(0, |c| c.version) != expected {
+            if current != expected {
                 return Err(StoreError::Conflict);
             }
-            let old_tags = current
-                .map(|c| c.record.state.profile.tags)
-                .unwrap_or_default();
             let mut segments = txn.open_table(SEGMENTS)?;
             for gone in old_tags.difference(&new_tags) {
                 segments.remove((gone.as_str(), contact.as_str()))?;
@@ -353,6 +384,7 @@ impl StateStore for EmbeddedStore {
             }
             Ok(Base {
                 version: expected + 1,
+                indexed_tags: new_tags,
                 ..Base::default()
             })
         })
@@ -363,17 +395,14 @@ impl StateStore for EmbeddedStore {
 impl EmbeddedStore {
     /// Contacts with inbox items or outbox effects left over (after a crash or a stop).
     pub async fn contacts_with_pending_work(&self) -> Result<Vec<ContactId>, StoreError> {
-        self.blocking(|s| {
-            s.read(|txn| {
-                let pending = txn.open_table(PENDING)?;
-                let mut out = Vec::new();
-                for entry in pending.iter()? {
-                    out.push(ContactId::from_stored(entry?.0.value()));
-                }
-                Ok(out)
-            })
+        self.read(|txn| {
+            let pending = txn.open_table(PENDING)?;
+            let mut out = Vec::new();
+            for entry in pending.iter()? {
+                out.push(ContactId::from_stored(entry?.0.value()));
+            }
+            Ok(out)
         })
-        .await
     }
 }
 
@@ -386,30 +415,27 @@ impl AdminStore for EmbeddedStore {
         limit: usize,
     ) -> Result<(Vec<ContactId>, Option<String>), StoreError> {
         let (tag, after) = (tag.to_string(), after.map(str::to_string));
-        self.blocking(move |s| {
-            s.read(|txn| {
-                let segments = txn.open_table(SEGMENTS)?;
-                let start = after.as_deref().unwrap_or("");
-                let mut page = Vec::new();
-                for entry in segments.range((tag.as_str(), start)..)? {
-                    let (key, _) = entry?;
-                    let (t, contact) = key.value();
-                    if t != tag {
-                        break;
-                    }
-                    if after.as_deref() == Some(contact) {
-                        continue;
-                    }
-                    if page.len() == limit {
-                        let next = page.last().map(|c: &ContactId| c.to_string());
-                        return Ok((page, next));
-                    }
-                    page.push(ContactId::from_stored(contact));
+        self.read(|txn| {
+            let segments = txn.open_table(SEGMENTS)?;
+            let start = after.as_deref().unwrap_or("");
+            let mut page = Vec::new();
+            for entry in segments.range((tag.as_str(), start)..)? {
+                let (key, _) = entry?;
+                let (t, contact) = key.value();
+                if t != tag {
+                    break;
                 }
-                Ok((page, None))
-            })
+                if after.as_deref() == Some(contact) {
+                    continue;
+                }
+                if page.len() == limit {
+                    let next = page.last().map(|c: &ContactId| c.to_string());
+                    return Ok((page, next));
+                }
+                page.push(ContactId::from_stored(contact));
+            }
+            Ok((page, None))
         })
-        .await
     }
 
     async fn erase(&self, contact: &ContactId) -> Result<bool, StoreError> {
@@ -445,17 +471,14 @@ impl AdminStore for EmbeddedStore {
     }
 
     async fn drafts(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        self.blocking(|s| {
-            s.read(|txn| {
-                let mut out = Vec::new();
-                for entry in txn.open_table(DRAFTS)?.iter()? {
-                    let (id, bytes) = entry?;
-                    out.push((id.value().to_string(), decode(bytes.value())?));
-                }
-                Ok(out)
-            })
+        self.read(|txn| {
+            let mut out = Vec::new();
+            for entry in txn.open_table(DRAFTS)?.iter()? {
+                let (id, bytes) = entry?;
+                out.push((id.value().to_string(), decode(bytes.value())?));
+            }
+            Ok(out)
         })
-        .await
     }
 }
 
@@ -481,34 +504,28 @@ impl LedgerStore for EmbeddedStore {
 
     async fn records(&self, contact: &ContactId) -> Result<Vec<ConsentRecord>, StoreError> {
         let contact = contact.clone();
-        self.blocking(move |s| {
-            s.read(|txn| {
-                let ledger = txn.open_table(LEDGER)?;
-                let mut out = Vec::new();
-                for entry in ledger.range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))? {
-                    out.push(decode(entry?.1.value())?);
-                }
-                Ok(out)
-            })
+        self.read(|txn| {
+            let ledger = txn.open_table(LEDGER)?;
+            let mut out = Vec::new();
+            for entry in ledger.range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))? {
+                out.push(decode(entry?.1.value())?);
+            }
+            Ok(out)
         })
-        .await
     }
 
     async fn records_since(&self, since: Timestamp) -> Result<Vec<ConsentRecord>, StoreError> {
-        self.blocking(move |s| {
-            s.read(|txn| {
-                let ledger = txn.open_table(LEDGER)?;
-                let mut out = Vec::new();
-                for entry in ledger.iter()? {
-                    let record: ConsentRecord = decode(entry?.1.value())?;
-                    if record.recorded_at >= since {
-                        out.push(record);
-                    }
+        self.read(|txn| {
+            let ledger = txn.open_table(LEDGER)?;
+            let mut out = Vec::new();
+            for entry in ledger.iter()? {
+                let record: ConsentRecord = decode(entry?.1.value())?;
+                if record.recorded_at >= since {
+                    out.push(record);
                 }
-                Ok(out)
-            })
+            }
+            Ok(out)
         })
-        .await
     }
 }
 
@@ -561,27 +578,21 @@ impl WorkflowStore for EmbeddedStore {
     }
 
     async fn active(&self) -> Result<Option<(String, u32)>, StoreError> {
-        self.blocking(|s| {
-            s.read(|txn| match txn.open_table(SETTINGS)?.get(ACTIVE_KEY)? {
-                Some(bytes) => Ok(Some(decode(bytes.value())?)),
-                None => Ok(None),
-            })
+        self.read(|txn| match txn.open_table(SETTINGS)?.get(ACTIVE_KEY)? {
+            Some(bytes) => Ok(Some(decode(bytes.value())?)),
+            None => Ok(None),
         })
-        .await
     }
 
     async fn published(&self) -> Result<Vec<PublishedWorkflow>, StoreError> {
-        self.blocking(|s| {
-            s.read(|txn| {
-                let table = txn.open_table(WORKFLOWS)?;
-                let mut out = Vec::new();
-                for entry in table.iter()? {
-                    out.push(decode(entry?.1.value())?);
-                }
-                Ok(out)
-            })
+        self.read(|txn| {
+            let table = txn.open_table(WORKFLOWS)?;
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                out.push(decode(entry?.1.value())?);
+            }
+            Ok(out)
         })
-        .await
     }
 }
 
@@ -608,7 +619,7 @@ fn release_leases(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     let mut contacts = txn.open_table(CONTACTS)?;
     for contact in pending {
         let stored = match contacts.get(contact.as_str())? {
-            Some(bytes) => decode::<StoredRecord>(bytes.value())?,
+            Some(bytes) => StoredRecord::decode(bytes.value())?,
             None => continue,
         };
         if stored.record.lease.is_none() {
@@ -620,7 +631,30 @@ fn release_leases(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             version: stored.version + 1,
             record,
         };
-        contacts.insert(contact.as_str(), encode(&released)?.as_slice())?;
+        contacts.insert(contact.as_str(), released.encode()?.as_slice())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_in_the_earlier_format_still_read() {
+        let record = ContactRecord::new(ContactId::new("whatsapp", "1"));
+        let legacy = serde_json::json!({"version": 7, "record": record}).to_string();
+        let read = StoredRecord::decode(legacy.as_bytes()).unwrap();
+        assert_eq!((read.version, read.record), (7, record.clone()));
+        assert_eq!(version_of(legacy.as_bytes()).unwrap(), 7);
+        let current = StoredRecord {
+            version: 8,
+            record: record.clone(),
+        }
+        .encode()
+        .unwrap();
+        assert_eq!(version_of(&current).unwrap(), 8);
+        assert_eq!(StoredRecord::decode(&current).unwrap().record, record);
+        assert!(version_of(b"\0\0").is_err());
+    }
 }
