@@ -389,7 +389,6 @@ mod dynamodb {
     use super::*;
     use crate::support::aws;
     use assent::aws::meter::Meter;
-    use assent::ports::AdminStore;
     use assent::store::DynamoStore;
     use assent::timers::SchedulerTimers;
 
