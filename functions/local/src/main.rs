@@ -39,6 +39,9 @@ struct Args {
     /// Serve channels whose secrets are missing, without checking signatures. Never in production.
     #[arg(long)]
     insecure_dev: bool,
+    /// Do not serve the website chat (its demo page, widget, sessions and webhook).
+    #[arg(long)]
+    no_web_chat: bool,
 }
 
 fn key_value(arg: &str) -> Result<(String, String), String> {
@@ -62,11 +65,14 @@ fn load_workflow(args: &Args) -> Result<Workflow, String> {
     }
 }
 
-/// The provider channels whose variables are set, and the web chat, always.
-fn channels(args: &Args) -> Result<(Channels, Arc<WebChat>), String> {
+/// The provider channels whose variables are set, and the web chat unless it is off.
+fn channels(args: &Args) -> Result<(Channels, Option<Arc<WebChat>>), String> {
     let var = |name: &str| std::env::var(name).ok();
     let (channels, notices) = channels::from_env(&var, Purpose::Both, args.insecure_dev);
     notices.iter().for_each(|n| tracing::warn!("{n}"));
+    if args.no_web_chat {
+        return Ok((channels, None));
+    }
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("data directory {}: {e}", args.data_dir.display()))?;
     let key = match var("WEB_SESSION_SECRET").filter(|s| !s.trim().is_empty()) {
@@ -81,7 +87,7 @@ fn channels(args: &Args) -> Result<(Channels, Arc<WebChat>), String> {
         .filter(|o| !o.is_empty())
         .collect();
     let web = Arc::new(WebChat::new(key, origins));
-    Ok((channels.with(web.clone()), web))
+    Ok((channels.with(web.clone()), Some(web)))
 }
 
 /// Where the web chat's session key is kept when WEB_SESSION_SECRET is not set.
@@ -119,7 +125,9 @@ async fn run(args: Args) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    app = app.with_web_chat(web);
+    if let Some(web) = web {
+        app = app.with_web_chat(web);
+    }
     match std::env::var("ASSENT_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty())

@@ -228,3 +228,21 @@ async fn a_person_consents_in_a_real_browser() {
         .await;
     assert_eq!(contact["tags"], json!(["Consent: Privacy"]), "{contact}");
 }
+
+#[tokio::test]
+async fn the_web_chat_can_be_switched_off() {
+    let unused = graph().await;
+    let server = Server::start(&unused, &[], &["--no-web-chat"]).await;
+    for path in ["/", "/widget.js"] {
+        let status = server
+            .http
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404, "{path}");
+    }
+    let (status, _, _) = server.post("/webhooks/web", &[], "{}").await;
+    assert_eq!(status, 404);
+}

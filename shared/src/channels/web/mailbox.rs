@@ -1,6 +1,7 @@
-//! Messages on their way to browsers: per visitor, numbered, kept until they are older
-//! than the last [`KEPT_PER_VISITOR`] or the visitor has been away a day. A browser
-//! long-polls for what comes after the last number it saw.
+//! Messages on their way to browsers: per visitor, numbered, the last [`KEPT_PER_VISITOR`]
+//! kept. At most [`VISITORS_MAX`] visitors are held (about 100 MB at the very most); past
+//! that, those away a day go first, then the one away longest. A browser long-polls for
+//! what comes after the last number it saw.
 
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -10,8 +11,11 @@ use tokio::sync::Notify;
 
 use crate::engine::{Choice, OutboundMessage};
 
-pub const KEPT_PER_VISITOR: usize = 100;
+pub const KEPT_PER_VISITOR: usize = 50;
 pub const VISITOR_IDLE_LIMIT: Duration = Duration::from_secs(24 * 3600);
+/// Sessions are free to make, so the mailbox bounds how many visitors it holds: past this,
+/// the visitor away longest is dropped (their conversation stays in the store).
+pub const VISITORS_MAX: usize = 10_000;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Delivered {
@@ -58,8 +62,7 @@ impl Mailbox {
         let Ok(mut queues) = self.queues.lock() else {
             return 0;
         };
-        queues.retain(|_, q| q.touched.elapsed() < VISITOR_IDLE_LIMIT);
-        let queue = queues.entry(visitor.to_string()).or_insert_with(Queue::new);
+        let queue = queue_of(&mut queues, visitor);
         let seq = queue.next_seq;
         queue.next_seq += 1;
         let (text, choices) = match message {
@@ -82,7 +85,7 @@ impl Mailbox {
                 let Ok(mut queues) = self.queues.lock() else {
                     return Vec::new();
                 };
-                let queue = queues.entry(visitor.to_string()).or_insert_with(Queue::new);
+                let queue = queue_of(&mut queues, visitor);
                 queue.touched = Instant::now();
                 let waiting = queue.after(seq);
                 if !waiting.is_empty() {
@@ -111,6 +114,23 @@ impl Mailbox {
             .and_then(|q| q.get(visitor).map(|q| !q.after(seq).is_empty()))
             .unwrap_or(false)
     }
+}
+
+/// `visitor`'s queue, made if need be within [`VISITORS_MAX`].
+fn queue_of<'q>(queues: &'q mut HashMap<String, Queue>, visitor: &str) -> &'q mut Queue {
+    if !queues.contains_key(visitor) && queues.len() >= VISITORS_MAX {
+        queues.retain(|_, q| q.touched.elapsed() < VISITOR_IDLE_LIMIT);
+        if queues.len() >= VISITORS_MAX {
+            let longest_away = queues
+                .iter()
+                .min_by_key(|(_, q)| q.touched)
+                .map(|(v, _)| v.clone());
+            if let Some(v) = longest_away {
+                queues.remove(&v);
+            }
+        }
+    }
+    queues.entry(visitor.to_string()).or_insert_with(Queue::new)
 }
 
 #[cfg(test)]
@@ -147,6 +167,20 @@ mod tests {
                 .wait_after("other", 0, Duration::from_millis(10))
                 .await
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn holds_a_bounded_number_of_visitors() {
+        let mailbox = Mailbox::default();
+        for i in 0..=VISITORS_MAX {
+            mailbox.push(&i.to_string(), &OutboundMessage::Text { text: "hi".into() });
+        }
+        let queues = mailbox.queues.lock().unwrap();
+        assert_eq!(queues.len(), VISITORS_MAX);
+        assert!(
+            queues.contains_key(&VISITORS_MAX.to_string()),
+            "the newest stays"
         );
     }
 
