@@ -1,18 +1,28 @@
-//! A local stand-in for the WhatsApp Graph API that prints every message Assent sends.
-//! `cargo run -p assent-local --example graph_sandbox -- 127.0.0.1:3900`, then start
-//! assent-local with `WHATSAPP_API_BASE=http://127.0.0.1:3900`.
+//! A local stand-in for a provider's send API that prints every message Assent sends.
+//! `cargo run -p assent-local --example graph_sandbox -- [ADDR] [PROVIDER]`, PROVIDER one
+//! of whatsapp (the default), telegram, messenger, twilio; then start assent-local with
+//! that channel's `*_API_BASE=http://ADDR` (docs/channels.md, "Trying a channel locally").
 
-use assent::channels::whatsapp::sandbox::GraphSandbox;
+use assent::channels::sandbox::ApiSandbox;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:3900".into());
-    let sandbox = GraphSandbox::graph(addr.parse()?).await?;
+    let mut args = std::env::args().skip(1);
+    let addr = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:3900".into())
+        .parse()?;
+    let provider = args.next().unwrap_or_else(|| "whatsapp".into());
+    let sandbox = match provider.as_str() {
+        "whatsapp" => ApiSandbox::graph(addr).await?,
+        "telegram" => ApiSandbox::telegram(addr).await?,
+        "messenger" => ApiSandbox::messenger(addr).await?,
+        "twilio" => ApiSandbox::twilio(addr).await?,
+        other => return Err(format!("unknown provider `{other}`").into()),
+    };
     sandbox.print_messages();
     println!(
-        "Graph API sandbox on {}: messages Assent sends appear here",
+        "{provider} API sandbox on {}: messages Assent sends appear here",
         sandbox.base_url()
     );
     tokio::signal::ctrl_c().await?;
