@@ -21,7 +21,7 @@ use assent::channels::whatsapp::sign;
 use assent::clock::{ManualClock, Timestamp};
 use assent::contact::ContactId;
 use assent::ports::AdminStore;
-use assent::ports::{Clock, StateStore};
+use assent::ports::{Clock, LedgerStore, StateStore};
 use assent::runtime::Runtime;
 use assent::store::DynamoStore;
 use assent::store::dynamodb::STREAM_FILTER_PATTERN;
@@ -53,14 +53,29 @@ struct Stack {
     step: Arc<Runtime>,
     timeout: Arc<Runtime>,
     messages: std::sync::atomic::AtomicU64,
+    faults: Option<aws::Faults>,
+    /// Batches delivered again after a record failed.
+    redelivered: std::sync::atomic::AtomicU64,
 }
 
 impl Stack {
     async fn new() -> Stack {
+        Stack::build(None).await
+    }
+
+    /// With the product's DynamoDB answers lost and throttled now and then.
+    async fn with_faults(faults: &aws::Faults) -> Stack {
+        Stack::build(Some(faults)).await
+    }
+
+    async fn build(faults: Option<&aws::Faults>) -> Stack {
         let sdk = aws::sdk().await;
         let meter = Meter::default();
-        let dynamodb = aws::dynamodb(&sdk, &meter);
-        let table = aws::table(&dynamodb).await;
+        let table = aws::table(&aws::dynamodb(&sdk, &meter)).await;
+        let dynamodb = match faults {
+            Some(faults) => aws::faulty_dynamodb(&sdk, &meter, faults),
+            None => aws::dynamodb(&sdk, &meter),
+        };
         let store = DynamoStore::new(dynamodb, &table);
         let scheduler = aws::scheduler(&sdk, &meter);
         let group = aws::schedule_group(&scheduler).await;
@@ -108,6 +123,8 @@ impl Stack {
             step,
             timeout,
             messages: Default::default(),
+            faults: faults.cloned(),
+            redelivered: Default::default(),
         }
     }
 
@@ -148,7 +165,23 @@ impl Stack {
                 return delivered;
             }
             delivered += batch.len();
-            assert!(self.deliver(batch).await.is_empty(), "no record failed");
+            let mut failed = self.deliver(batch.clone()).await;
+            if self.faults.is_none() {
+                assert!(failed.is_empty(), "no record failed");
+            }
+            // Under faults, as the event source mapping does: the batch again from the
+            // first failed record.
+            for _ in 0..20 {
+                let Some(first) = failed.first() else { break };
+                let from = batch
+                    .iter()
+                    .position(|r| r["dynamodb"]["SequenceNumber"] == first.as_str())
+                    .unwrap_or(0);
+                self.redelivered
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                failed = self.deliver(batch[from..].to_vec()).await;
+            }
+            assert!(failed.is_empty(), "records still failing: {failed:?}");
         }
     }
 
@@ -440,6 +473,74 @@ async fn accept_within_the_cost_budget() {
         t.scheduler_calls, 2,
         "create the question's schedule, delete it after the answer"
     );
+}
+
+/// Store answers lost after the write happened (the retry then meets its own write) and
+/// throttling, all through a whole accepted flow: the outcome is exactly as without.
+#[tokio::test]
+async fn lost_and_throttled_store_answers_change_nothing() {
+    let faults = aws::Faults::new(3, 4);
+    let stack = Stack::with_faults(&faults).await;
+    let a = "4915100000077";
+    assert_eq!(stack.post(a, sandbox::text("Hello")).await, 200);
+    stack.pump().await;
+    assert_eq!(
+        stack.fire_due().await.len(),
+        1,
+        "one schedule for the question"
+    );
+    assert_eq!(stack.post(a, agree()).await, 200);
+    stack.pump().await;
+
+    let texts: Vec<String> = stack.sent_to(a).iter().map(|m| m.text()).collect();
+    assert_eq!(
+        texts.len(),
+        3,
+        "link, question, thanks, none twice: {texts:?}"
+    );
+    assert!(texts[2].starts_with("Thank you"));
+    // Read back without faults.
+    let check = DynamoStore::new(aws::dynamodb_without_meter(), &stack.table);
+    let record = check
+        .load(&ContactId::new("whatsapp", a))
+        .await
+        .unwrap()
+        .record
+        .unwrap();
+    assert!(record.state.profile.tags.contains("Consent: Privacy"));
+    assert!(record.outbox.is_empty());
+    let contact = ContactId::new("whatsapp", a);
+    let kinds: Vec<String> = check
+        .records(&contact)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::to_value(r.kind)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["asked", "accepted"], "each decision once");
+    assert_eq!(
+        check
+            .segment_page("Consent: Privacy", None, 10)
+            .await
+            .unwrap()
+            .0,
+        vec![contact]
+    );
+    let (lost, throttled) = (
+        faults.lost.load(std::sync::atomic::Ordering::SeqCst),
+        faults.throttled.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    let redelivered = stack.redelivered.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "store answers lost: {lost}, throttled: {throttled}; batches redelivered: {redelivered}"
+    );
+    assert!(lost > 0 && throttled > 0, "faults were injected");
 }
 
 #[tokio::test]

@@ -85,6 +85,15 @@ pub mod aws {
     use assent::aws::meter::Meter;
     use aws_config::{BehaviorVersion, Region, SdkConfig};
     use aws_sdk_dynamodb::config::Credentials;
+    use aws_smithy_runtime_api::box_error::BoxError;
+    use aws_smithy_runtime_api::client::interceptors::Intercept;
+    use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::config_bag::ConfigBag;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     /// The local AWS emulator that `./scripts/test` starts.
     pub fn endpoint() -> String {
@@ -114,6 +123,85 @@ pub mod aws {
             .interceptor(meter.clone())
             .build();
         aws_sdk_scheduler::Client::from_conf(config)
+    }
+
+    /// A client whose answers are lost or throttled now and then (`faults`), retried by
+    /// the SDK with short pauses so that a test stays quick.
+    pub fn faulty_dynamodb(
+        sdk: &SdkConfig,
+        meter: &Meter,
+        faults: &Faults,
+    ) -> aws_sdk_dynamodb::Client {
+        let retry = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(6)
+            .with_initial_backoff(std::time::Duration::from_millis(10))
+            .with_max_backoff(std::time::Duration::from_millis(100));
+        let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .interceptor(meter.clone())
+            .interceptor(faults.clone())
+            .retry_config(retry)
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    /// Replaces some DynamoDB answers, after the service did the work: every `lose_every`th
+    /// call gets a 500 (the write happened, the caller cannot know), every
+    /// `throttle_every`th a throttling error. Counts what it did.
+    #[derive(Clone, Debug)]
+    pub struct Faults {
+        pub lose_every: u64,
+        pub throttle_every: u64,
+        calls: Arc<AtomicU64>,
+        pub lost: Arc<AtomicU64>,
+        pub throttled: Arc<AtomicU64>,
+    }
+
+    impl Faults {
+        pub fn new(lose_every: u64, throttle_every: u64) -> Faults {
+            Faults {
+                lose_every,
+                throttle_every,
+                calls: Arc::default(),
+                lost: Arc::default(),
+                throttled: Arc::default(),
+            }
+        }
+    }
+
+    impl Intercept for Faults {
+        fn name(&self) -> &'static str {
+            "InjectedFaults"
+        }
+
+        fn modify_before_deserialization(
+            &self,
+            context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let (status, kind, counter) = if n % self.lose_every == 0 {
+                (500, "InternalServerError", &self.lost)
+            } else if n % self.throttle_every == 0 {
+                (
+                    400,
+                    "ProvisionedThroughputExceededException",
+                    &self.throttled,
+                )
+            } else {
+                return Ok(());
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let response = context.response_mut();
+            *response.status_mut() = StatusCode::try_from(status)?;
+            response
+                .headers_mut()
+                .insert("x-amzn-ErrorType", format!("{kind}:"));
+            *response.body_mut() = SdkBody::from(format!(
+                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{kind}","message":"injected"}}"#
+            ));
+            Ok(())
+        }
     }
 
     /// A client for set-up calls that should not count against a budget.
