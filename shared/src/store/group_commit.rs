@@ -160,3 +160,105 @@ fn commit(db: &Database, batch: Vec<Box<dyn Job>>) {
         (ticket.tell)(outcome.clone().map_err(StoreError::Unavailable));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::{ReadableDatabase, TableDefinition};
+
+    const T: TableDefinition<u64, u64> = TableDefinition::new("t");
+
+    fn job<T: Send + 'static>(
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
+        let (caller, answer) = oneshot::channel();
+        (Box::new(Pending { f, caller }), answer)
+    }
+
+    fn put(key: u64) -> impl FnOnce(&WriteTransaction) -> Result<(), StoreError> + Send {
+        move |txn| {
+            let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
+            let mut table = txn.open_table(T).map_err(|e| unavailable(&e))?;
+            table.insert(key, key).map_err(|e| unavailable(&e))?;
+            Ok(())
+        }
+    }
+
+    fn stored(db: &Database, key: u64) -> bool {
+        let txn = db.begin_read().unwrap();
+        match txn.open_table(T) {
+            Ok(t) => t.get(key).unwrap().is_some(),
+            Err(_) => false,
+        }
+    }
+
+    fn db() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("g.redb")).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn a_conflict_fails_only_its_own_write() {
+        let (_dir, db) = db();
+        let (a, a_answer) = job(put(1));
+        let (b, b_answer) = job(|_| Err::<(), _>(StoreError::Conflict));
+        let (c, c_answer) = job(put(3));
+        commit(&db, vec![a, b, c]);
+        assert!(a_answer.blocking_recv().unwrap().is_ok());
+        assert!(matches!(
+            b_answer.blocking_recv().unwrap(),
+            Err(StoreError::Conflict)
+        ));
+        assert!(c_answer.blocking_recv().unwrap().is_ok());
+        assert!(stored(&db, 1) && stored(&db, 3));
+    }
+
+    #[test]
+    fn any_other_failure_abandons_the_whole_batch() {
+        let (_dir, db) = db();
+        let (a, a_answer) = job(put(1));
+        let (b, b_answer) = job(|txn| {
+            put(2)(txn)?;
+            Err::<(), _>(StoreError::Corrupt("half written".into()))
+        });
+        let (c, c_answer) = job(put(3));
+        commit(&db, vec![a, b, c]);
+        assert!(matches!(
+            a_answer.blocking_recv().unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(
+            matches!(
+                b_answer.blocking_recv().unwrap(),
+                Err(StoreError::Corrupt(_))
+            ),
+            "its own error"
+        );
+        assert!(matches!(
+            c_answer.blocking_recv().unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(
+            !stored(&db, 1) && !stored(&db, 2) && !stored(&db, 3),
+            "nothing kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_are_all_durable_when_answered() {
+        let (_dir, db) = db();
+        let db = Arc::new(db);
+        let writer = Arc::new(GroupCommit::start(db.clone()).unwrap());
+        let writes: Vec<_> = (0..200)
+            .map(|key| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.write(put(key)).await })
+            })
+            .collect();
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        assert!((0..200).all(|key| stored(&db, key)));
+    }
+}
