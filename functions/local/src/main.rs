@@ -68,8 +68,15 @@ fn load_workflow(args: &Args) -> Result<Workflow, String> {
 /// The provider channels whose variables are set, and the web chat unless it is off.
 fn channels(args: &Args) -> Result<(Channels, Option<Arc<WebChat>>), String> {
     let var = |name: &str| std::env::var(name).ok();
-    let (channels, notices) = channels::from_env(&var, Purpose::Both, args.insecure_dev);
-    notices.iter().for_each(|n| tracing::warn!("{n}"));
+    let configured = channels::from_env(&var, Purpose::Both, args.insecure_dev);
+    configured
+        .notices
+        .iter()
+        .for_each(|n| tracing::warn!("{n}"));
+    if !configured.unconfigured.is_empty() {
+        tracing::info!(channels = ?configured.unconfigured, "not configured (docs/channels.md)");
+    }
+    let channels = configured.channels;
     if args.no_web_chat {
         return Ok((channels, None));
     }

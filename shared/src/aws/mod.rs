@@ -153,9 +153,15 @@ fn scheduler_config(env: &dyn Env) -> Result<SchedulerConfig, SetupError> {
 /// The channels' variables as for the local runner, the ones `purpose` needs, without an
 /// insecure mode.
 fn served_channels(env: &dyn Env, purpose: Purpose) -> Channels {
-    let (channels, notices) = channels::from_env(&|name| env.var(name), purpose, false);
-    notices.iter().for_each(|n| tracing::warn!("{n}"));
-    channels
+    let configured = channels::from_env(&|name| env.var(name), purpose, false);
+    configured
+        .notices
+        .iter()
+        .for_each(|n| tracing::warn!("{n}"));
+    if !configured.unconfigured.is_empty() {
+        tracing::info!(channels = ?configured.unconfigured, "not configured");
+    }
+    configured.channels
 }
 
 /// ASSENT_TEMPLATE (default request-consent-privacy) with ASSENT_TEMPLATE_PARAMS, a JSON

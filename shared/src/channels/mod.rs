@@ -200,37 +200,83 @@ pub fn same_secret(given: &[u8], expected: &str) -> bool {
     given.ct_eq(expected.as_bytes()).into()
 }
 
-/// Every provider channel whose variables are set, configured for `purpose`; the notices
-/// say which are not served and why. (The web chat is added by the host that serves it.)
+/// A channel made from its variables, with what to know about it; or why it is not served.
+type Built = Result<(Arc<dyn Channel>, Vec<Notice>), Notice>;
+
+/// The channels a host can serve, from its environment.
+pub struct Configured {
+    pub channels: Channels,
+    /// What is wrong or unsafe with a channel that is (partly) configured.
+    pub notices: Vec<Notice>,
+    /// Channels none of whose variables are set: not served, nothing to warn about.
+    pub unconfigured: Vec<&'static str>,
+}
+
+/// Every provider channel whose variables are set, configured for `purpose`. (The web chat
+/// is added by the host that serves it.) With `insecure_dev` every channel is served.
 pub fn from_env(
     var: &dyn Fn(&str) -> Option<String>,
     purpose: Purpose,
     insecure_dev: bool,
-) -> (Channels, Vec<Notice>) {
-    let mut channels = Channels::default();
-    let mut notices = Vec::new();
-    let mut add = |built: Result<(Arc<dyn Channel>, Vec<Notice>), Notice>| match built {
-        Ok((channel, more)) => {
-            notices.extend(more);
-            channels = std::mem::take(&mut channels).with(channel);
-        }
-        Err(why) => notices.push(why),
+) -> Configured {
+    let mut out = Configured {
+        channels: Channels::default(),
+        notices: Vec::new(),
+        unconfigured: Vec::new(),
     };
+    let set = |names: &[&str]| {
+        names
+            .iter()
+            .any(|v| var(v).is_some_and(|value| !value.trim().is_empty()))
+    };
+    let mut add =
+        |name: &'static str, (receives, sends): (&[&str], &[&str]), build: &dyn Fn() -> Built| {
+            let any_set = (purpose.receives() && set(receives)) || (purpose.sends() && set(sends));
+            if !any_set && !insecure_dev {
+                out.unconfigured.push(name);
+                return;
+            }
+            match build() {
+                Ok((channel, more)) => {
+                    out.notices.extend(more);
+                    out.channels = std::mem::take(&mut out.channels).with(channel);
+                }
+                Err(why) => out.notices.push(why),
+            }
+        };
     add(
-        whatsapp::WhatsAppConfig::from_env(var, purpose, insecure_dev)
-            .and_then(|(c, n)| Ok((client(whatsapp::NAME, whatsapp::WhatsApp::new(c))?, n))),
+        whatsapp::NAME,
+        (whatsapp::RECEIVE_VARIABLES, whatsapp::SEND_VARIABLES),
+        &|| {
+            let (c, n) = whatsapp::WhatsAppConfig::from_env(var, purpose, insecure_dev)?;
+            Ok((client(whatsapp::NAME, whatsapp::WhatsApp::new(c))?, n))
+        },
     );
     add(
-        telegram::TelegramConfig::from_env(var, purpose, insecure_dev)
-            .and_then(|(c, n)| Ok((client(telegram::NAME, telegram::Telegram::new(c))?, n))),
+        telegram::NAME,
+        (telegram::RECEIVE_VARIABLES, telegram::SEND_VARIABLES),
+        &|| {
+            let (c, n) = telegram::TelegramConfig::from_env(var, purpose, insecure_dev)?;
+            Ok((client(telegram::NAME, telegram::Telegram::new(c))?, n))
+        },
     );
     add(
-        messenger::MessengerConfig::from_env(var, purpose, insecure_dev)
-            .and_then(|(c, n)| Ok((client(messenger::NAME, messenger::Messenger::new(c))?, n))),
+        messenger::NAME,
+        (messenger::RECEIVE_VARIABLES, messenger::SEND_VARIABLES),
+        &|| {
+            let (c, n) = messenger::MessengerConfig::from_env(var, purpose, insecure_dev)?;
+            Ok((client(messenger::NAME, messenger::Messenger::new(c))?, n))
+        },
     );
-    add(twilio::TwilioConfig::from_env(var, purpose, insecure_dev)
-        .and_then(|(c, n)| Ok((client(twilio::NAME, twilio::Twilio::new(c))?, n))));
-    (channels, notices)
+    add(
+        twilio::NAME,
+        (twilio::RECEIVE_VARIABLES, twilio::SEND_VARIABLES),
+        &|| {
+            let (c, n) = twilio::TwilioConfig::from_env(var, purpose, insecure_dev)?;
+            Ok((client(twilio::NAME, twilio::Twilio::new(c))?, n))
+        },
+    );
+    out
 }
 
 fn client<C: Channel + 'static>(
@@ -240,4 +286,52 @@ fn client<C: Channel + 'static>(
     built
         .map(|c| Arc::new(c) as Arc<dyn Channel>)
         .map_err(|e| format!("{name}: not served, its HTTP client could not be built: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configure(vars: &[(&str, &str)], purpose: Purpose, insecure: bool) -> Configured {
+        let vars: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        from_env(&|name| vars.get(name).cloned(), purpose, insecure)
+    }
+
+    #[test]
+    fn untouched_channels_are_quietly_unconfigured_and_half_set_ones_say_why() {
+        let c = configure(
+            &[
+                ("TELEGRAM_SECRET_TOKEN", "s"),
+                ("TELEGRAM_BOT_TOKEN", "b"),
+                ("WHATSAPP_ACCESS_TOKEN", "t"),
+            ],
+            Purpose::Both,
+            false,
+        );
+        assert_eq!(c.channels.names().collect::<Vec<_>>(), ["telegram"]);
+        assert_eq!(c.unconfigured, ["messenger", "twilio"]);
+        assert_eq!(
+            c.notices,
+            ["whatsapp: not served, WHATSAPP_APP_SECRET is not set"]
+        );
+    }
+
+    #[test]
+    fn a_host_looks_only_at_the_variables_of_its_purpose() {
+        // The step function (sends) with only a receiving secret: not configured for it.
+        let c = configure(&[("TELEGRAM_SECRET_TOKEN", "s")], Purpose::Send, false);
+        assert!(c.channels.names().next().is_none());
+        assert!(c.unconfigured.contains(&"telegram") && c.notices.is_empty());
+    }
+
+    #[test]
+    fn insecure_dev_serves_every_channel_and_says_so() {
+        let c = configure(&[], Purpose::Both, true);
+        assert_eq!(c.channels.names().count(), 4);
+        assert!(c.unconfigured.is_empty());
+        assert!(c.notices.iter().any(|n| n.contains("INSECURE")));
+    }
 }

@@ -18,6 +18,10 @@ use crate::engine::OutboundMessage;
 use crate::ports::{SendError, Sent};
 
 pub const NAME: &str = "messenger";
+/// The variables read to receive, and to send: none of them set means the channel is
+/// simply not configured for that purpose.
+pub const RECEIVE_VARIABLES: &[&str] = &["MESSENGER_APP_SECRET", "MESSENGER_VERIFY_TOKEN"];
+pub const SEND_VARIABLES: &[&str] = &["MESSENGER_PAGE_TOKEN", "MESSENGER_API_BASE"];
 
 /// How the Messenger channel is set up (from the MESSENGER_* environment variables).
 #[derive(Clone)]

@@ -15,6 +15,10 @@ use crate::engine::OutboundMessage;
 use crate::ports::{SendError, Sent};
 
 pub const NAME: &str = "telegram";
+/// The variables read to receive, and to send: none of them set means the channel is
+/// simply not configured for that purpose.
+pub const RECEIVE_VARIABLES: &[&str] = &["TELEGRAM_SECRET_TOKEN"];
+pub const SEND_VARIABLES: &[&str] = &["TELEGRAM_BOT_TOKEN", "TELEGRAM_API_BASE"];
 pub const DEFAULT_API_BASE: &str = "https://api.telegram.org";
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 

@@ -16,6 +16,10 @@ use crate::engine::OutboundMessage;
 use crate::ports::{SendError, Sent};
 
 pub const NAME: &str = "twilio";
+/// The variables read to receive, and to send: none of them set means the channel is
+/// simply not configured for that purpose.
+pub const RECEIVE_VARIABLES: &[&str] = &["TWILIO_AUTH_TOKEN", "TWILIO_PUBLIC_URL"];
+pub const SEND_VARIABLES: &[&str] = &["TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "TWILIO_API_BASE"];
 pub const DEFAULT_API_BASE: &str = "https://api.twilio.com";
 
 /// How the Twilio channel is set up (from the TWILIO_* environment variables).

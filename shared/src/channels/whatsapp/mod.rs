@@ -16,6 +16,10 @@ use crate::ports::{SendError, Sent};
 pub use crate::channels::meta_webhook::sign;
 
 pub const NAME: &str = "whatsapp";
+/// The variables read to receive, and to send: none of them set means the channel is
+/// simply not configured for that purpose.
+pub const RECEIVE_VARIABLES: &[&str] = &["WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN"];
+pub const SEND_VARIABLES: &[&str] = &["WHATSAPP_ACCESS_TOKEN", "WHATSAPP_API_BASE"];
 /// The Graph API the Cloud API lives under.
 pub const DEFAULT_API_BASE: &str = meta_webhook::GRAPH_API_BASE;
 
