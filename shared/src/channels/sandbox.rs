@@ -26,6 +26,10 @@ pub trait Dialect: Send + Sync + 'static {
     fn text(&self, body: &Value) -> String;
     /// The options offered as (payload, label), in order.
     fn options(&self, body: &Value) -> Vec<(String, String)>;
+    /// Who it is sent from, where the provider names it (a phone number's id or number).
+    fn sender(&self, _message: &Captured) -> Option<String> {
+        None
+    }
 }
 
 /// One request as the sandbox received it.
@@ -286,17 +290,15 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 fn print_line(message: &Captured) {
-    let options: Vec<String> = message
-        .options()
-        .into_iter()
-        .map(|(id, title)| format!("[{title}] (id {id})"))
-        .collect();
-    println!(
-        "→ to {}: {} {}",
-        message.to(),
-        message.text(),
-        options.join(" ")
-    );
+    let mut line = format!("→ to {}", message.to());
+    if let Some(sender) = message.dialect.sender(message) {
+        line.push_str(&format!(" from {sender}"));
+    }
+    line.push_str(&format!(": {}", message.text()));
+    for (id, title) in message.options() {
+        line.push_str(&format!(" [{title}] (id {id})"));
+    }
+    println!("{line}");
 }
 
 /// Serializes `value` as Meta does: compact JSON with every non-ASCII character escaped

@@ -27,6 +27,10 @@ impl Dialect for MessagesApi {
         str_at(body, "/To")
     }
 
+    fn sender(&self, message: &Captured) -> Option<String> {
+        Some(str_at(&message.body, "/From"))
+    }
+
     fn text(&self, body: &Value) -> String {
         str_at(body, "/Body")
     }

@@ -37,6 +37,10 @@ impl Dialect for Graph {
             .to_string()
     }
 
+    fn sender(&self, message: &Captured) -> Option<String> {
+        Some(message.phone_number_id().to_string())
+    }
+
     /// Reply-button (or list-row) ids and titles, for an interactive message.
     fn options(&self, body: &Value) -> Vec<(String, String)> {
         let action = &body["interactive"]["action"];
