@@ -319,11 +319,7 @@ impl Stack {
     }
 
     fn sent_to(&self, wa_id: &str) -> Vec<SentMessage> {
-        self.sandbox
-            .sent()
-            .into_iter()
-            .filter(|m| m.to() == wa_id)
-            .collect()
+        self.sandbox.sent_to(wa_id)
     }
 
     async fn record(&self, wa_id: &str) -> assent::ports::ContactRecord {

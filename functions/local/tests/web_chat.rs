@@ -7,17 +7,17 @@ use reqwest::{Method, header};
 use serde_json::{Value, json};
 use std::path::Path;
 
+use assent::channels::sandbox::ApiSandbox;
 use support::*;
 
-async fn server(env: &[(&str, &str)]) -> (ApiSandboxGuard, Server) {
+/// The server, and the (unused) Graph API sandbox it was started with, to keep alive.
+async fn server(env: &[(&str, &str)]) -> (ApiSandbox, Server) {
     let unused = graph().await;
     let mut all = vec![("ASSENT_ADMIN_TOKEN", ADMIN_TOKEN)];
     all.extend_from_slice(env);
     let server = Server::start(&unused, &all, &[]).await;
     (unused, server)
 }
-
-type ApiSandboxGuard = assent::channels::sandbox::ApiSandbox;
 
 async fn session(server: &Server) -> String {
     let response = server

@@ -5,9 +5,8 @@ use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
-use subtle::ConstantTimeEq;
 
-use crate::channels::{InboundError, Notice, Settings};
+use crate::channels::{InboundError, Notice, Settings, same_secret};
 
 /// The Graph API that Meta's send APIs live under, with the version this build was written for.
 pub const GRAPH_API_BASE: &str = "https://graph.facebook.com/v23.0";
@@ -98,7 +97,7 @@ pub fn handshake(verify_token: Option<&str>, query: &str) -> Result<String, Inbo
             "no verify token is set for this channel",
         ));
     };
-    let matches: bool = token.as_bytes().ct_eq(expected.as_bytes()).into();
+    let matches = same_secret(token.as_bytes(), expected);
     if mode != "subscribe" || !matches {
         return Err(InboundError::Forbidden("verify token does not match"));
     }

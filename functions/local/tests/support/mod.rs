@@ -284,24 +284,11 @@ fn send_sigterm(pid: i32) {
 }
 
 pub fn sent_to(graph: &GraphSandbox, wa_id: &str) -> Vec<SentMessage> {
-    graph
-        .sent()
-        .into_iter()
-        .filter(|m| m.to() == wa_id)
-        .collect()
+    graph.sent_to(wa_id)
 }
 
 pub async fn wait_for_to(graph: &GraphSandbox, wa_id: &str, count: usize) -> Vec<SentMessage> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let sent = sent_to(graph, wa_id);
-        if sent.len() >= count || tokio::time::Instant::now() >= deadline {
-            return sent;
-        }
-        graph
-            .wait_for(graph.sent().len() + 1, Duration::from_millis(200))
-            .await;
-    }
+    graph.wait_for_to(wa_id, count, PATIENCE).await
 }
 
 pub async fn graph() -> GraphSandbox {
