@@ -77,8 +77,15 @@ struct Shared {
     latency: Mutex<Duration>,
     arrived: Notify,
     print: AtomicBool,
-    /// Messages received per recipient, for waits on one contact.
-    per_recipient: Mutex<HashMap<String, usize>>,
+    /// Messages received per recipient, and a wake-up for waits on that one recipient
+    /// (waking every waiter on every message costs a busy bench most of a core).
+    per_recipient: Mutex<HashMap<String, Recipient>>,
+}
+
+#[derive(Default)]
+struct Recipient {
+    received: usize,
+    arrived: Arc<Notify>,
 }
 
 pub struct ApiSandbox {
@@ -189,14 +196,19 @@ impl ApiSandbox {
     /// Returns how many it has.
     pub async fn wait_for_recipient(&self, to: &str, count: usize, patience: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + patience;
+        let recipient = |shared: &Shared| {
+            shared.per_recipient.lock().ok().map(|mut recipients| {
+                let recipient = recipients.entry(to.to_string()).or_default();
+                (recipient.received, recipient.arrived.clone())
+            })
+        };
+        let Some((_, arrived)) = recipient(&self.shared) else {
+            return 0;
+        };
         loop {
-            let notified = self.shared.arrived.notified();
-            let have = self
-                .shared
-                .per_recipient
-                .lock()
-                .map(|c| c.get(to).copied().unwrap_or(0))
-                .unwrap_or(0);
+            // Created before the count is read, so a message arriving in between wakes it.
+            let notified = arrived.notified();
+            let have = recipient(&self.shared).map_or(0, |(received, _)| received);
             if have >= count || tokio::time::Instant::now() >= deadline {
                 return have;
             }
@@ -256,8 +268,10 @@ async fn receive(
     if let Ok(mut sent) = shared.sent.lock() {
         sent.push(message);
     }
-    if let Ok(mut counts) = shared.per_recipient.lock() {
-        *counts.entry(to).or_default() += 1;
+    if let Ok(mut recipients) = shared.per_recipient.lock() {
+        let recipient = recipients.entry(to).or_default();
+        recipient.received += 1;
+        recipient.arrived.notify_waiters();
     }
     shared.arrived.notify_waiters();
     let latency = shared.latency.lock().map(|l| *l).unwrap_or_default();
