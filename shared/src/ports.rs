@@ -218,8 +218,9 @@ pub trait StateStore: Send + Sync {
     async fn load(&self, contact: &ContactId) -> Result<Loaded, StoreError>;
 
     /// Writes `record` if the stored version is still `base.version`, and in the same
-    /// atomic step marks the `consumed` inbox items processed. Returns what the next
-    /// commit builds on.
+    /// atomic step marks the `consumed` inbox items processed and performs the outbox
+    /// effects that [`StateStore::performs_in_commit`] names (the stored outbox leaves
+    /// them out). Returns what the next commit builds on.
     async fn commit(
         &self,
         contact: &ContactId,
@@ -227,6 +228,15 @@ pub trait StateStore: Send + Sync {
         base: &Base,
         consumed: &[InboxId],
     ) -> Result<Base, StoreError>;
+
+    /// Whether `commit` performs `effect` itself, in the same atomic write as the record.
+    /// A store whose transactions span its tables writes ledger records and timers this
+    /// way and saves a write for each; the runtime then never performs them, and drops
+    /// them from its copy of the outbox once a commit succeeded. (DynamoDB would need a
+    /// transaction, which costs twice the write units of the separate writes: it says no.)
+    fn performs_in_commit(&self, _effect: &Effect) -> bool {
+        false
+    }
 }
 
 #[async_trait]

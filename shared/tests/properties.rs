@@ -156,6 +156,9 @@ impl StateStore for Flaky {
         self.trip()?;
         self.inner.commit(c, record, base, consumed).await
     }
+    fn performs_in_commit(&self, effect: &assent::engine::Effect) -> bool {
+        self.inner.performs_in_commit(effect)
+    }
 }
 
 #[async_trait]
@@ -237,7 +240,7 @@ impl World {
         let (sandbox, store, timers, runtime, crashing) = rt.block_on(async {
             let sandbox = support::sandbox().await;
             let embedded = EmbeddedStore::open(&dir.path().join("p.redb"), clock.now_ts()).unwrap();
-            let timers = Arc::new(LocalTimers::restore(embedded.clone()).await.unwrap());
+            let timers = Arc::new(LocalTimers::new(embedded.clone()));
             let store = Flaky {
                 inner: embedded,
                 outage: Arc::default(),

@@ -312,10 +312,8 @@ async fn an_answer_and_its_timeout_at_the_same_instant(race: Race) {
 async fn embedded() -> (Arc<dyn Store>, [Arc<dyn Timers>; 2], tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("s.redb"), T0).unwrap();
-    let timers = |s: EmbeddedStore| async move {
-        Arc::new(LocalTimers::restore(s).await.unwrap()) as Arc<dyn Timers>
-    };
-    let pair = [timers(store.clone()).await, timers(store.clone()).await];
+    let timers = |s: EmbeddedStore| Arc::new(LocalTimers::new(s)) as Arc<dyn Timers>;
+    let pair = [timers(store.clone()), timers(store.clone())];
     (Arc::new(store), pair, dir)
 }
 

@@ -56,6 +56,15 @@ pub struct Choice {
     pub label: String,
 }
 
+impl ArmTimer {
+    /// When the timer fires, if it is armed at `armed_at`.
+    pub fn deadline(&self, armed_at: Timestamp) -> Timestamp {
+        self.starts_at
+            .unwrap_or(armed_at)
+            .plus(std::time::Duration::from_secs(self.after_seconds))
+    }
+}
+
 impl Effect {
     /// Whether this effect delivers something to the contact or waits on it: what a run
     /// whose message was refused for good no longer needs. Ledger records always stay.

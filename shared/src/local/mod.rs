@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::channels::Channels;
 use crate::channels::web::WebChat;
-use crate::ports::{Clock, Doorbell, StoreError, TimerError};
+use crate::ports::{Clock, Doorbell, StoreError};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, WebhookRequest, WebhookResponse};
 use crate::store::EmbeddedStore;
 use crate::timers::LocalTimers;
@@ -27,8 +27,6 @@ pub enum LocalError {
     DataDir(String, std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Timers(#[from] TimerError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("listen: {0}")]
@@ -61,7 +59,7 @@ impl LocalApp {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| LocalError::DataDir(data_dir.display().to_string(), e))?;
         let store = EmbeddedStore::open(&data_dir.join(STORE_FILE), clock.now())?;
-        let timers = Arc::new(LocalTimers::restore(store.clone()).await?);
+        let timers = Arc::new(LocalTimers::new(store.clone()));
         let runtime = Arc::new(Runtime::new(
             Arc::new(store.clone()),
             timers.clone(),
@@ -141,21 +139,24 @@ impl LocalApp {
     /// Fires every timer that is due by the clock, in one store transaction. Returns how
     /// many timeouts were queued.
     pub async fn fire_due_timers(&self) -> usize {
+        self.try_fire_due_timers().await.unwrap_or(0)
+    }
+
+    async fn try_fire_due_timers(&self) -> Result<usize, StoreError> {
         let due = self.timers.due(self.clock.now());
         if due.is_empty() {
-            return 0;
+            return Ok(0);
         }
         match self.store.fire_timers(&due, self.clock.now()).await {
             Ok(fired) => {
-                self.timers.forget(&due);
                 for contact in &fired {
                     self.doorbell.ring(contact);
                 }
-                fired.len()
+                Ok(fired.len())
             }
             Err(e) => {
                 tracing::warn!(error = %e, timers = due.len(), "timers not fired yet, will retry");
-                0
+                Err(e)
             }
         }
     }
@@ -186,12 +187,14 @@ impl LocalApp {
     /// Fires timers as they come due, on the wall clock.
     async fn run_timers(self) {
         loop {
-            self.fire_due_timers().await;
+            let failed = self.try_fire_due_timers().await.is_err();
             let now = self.clock.now();
             let pause = match self.timers.next_deadline() {
                 Some(deadline) if deadline > now => now.until(deadline),
-                // Overdue but not fired (the store was busy): try again shortly.
-                Some(_) => Duration::from_millis(200),
+                // The store failed: try again shortly.
+                Some(_) if failed => Duration::from_millis(200),
+                // Came due while the last ones were being fired: fire them now.
+                Some(_) => Duration::ZERO,
                 None => Duration::from_secs(3600),
             };
             tokio::select! {

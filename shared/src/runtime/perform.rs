@@ -3,7 +3,6 @@
 //! effects again later (at-least-once sends); it never decides anything again.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use crate::contact::{Address, ContactId};
 use crate::engine::{self, ArmTimer, Catalog, Effect, Event, OutboundMessage};
@@ -113,7 +112,8 @@ impl Runtime {
         }
     }
 
-    /// Performs outbox entries in order. Returns the error that made it stop, if any.
+    /// Performs outbox entries in order, except those the store performs when it commits
+    /// the record. Returns the error that made it stop, if any.
     async fn perform_all(
         &self,
         contact: &ContactId,
@@ -121,7 +121,14 @@ impl Runtime {
         progress: &mut Progress,
         catalog: &Catalog,
     ) -> Option<RuntimeError> {
-        while let Some(entry) = record.outbox.first().cloned() {
+        let mine = |record: &ContactRecord| {
+            record
+                .outbox
+                .iter()
+                .position(|e| !self.store.performs_in_commit(&e.effect))
+        };
+        while let Some(index) = mine(record) {
+            let entry = record.outbox[index].clone();
             let outcome = self.perform(contact, entry.effect).await;
             if let Ok(Outcome {
                 sent: Some(sent), ..
@@ -132,11 +139,11 @@ impl Runtime {
             }
             match outcome.map(|o| o.performed) {
                 Ok(Performed::Done) => {
-                    record.outbox.remove(0);
+                    record.outbox.remove(index);
                     progress.done.push(entry.id);
                 }
                 Ok(Performed::Then(rest)) => {
-                    record.outbox[0].effect = rest.clone();
+                    record.outbox[index].effect = rest.clone();
                     progress.replaced.insert(entry.id, rest);
                 }
                 Err(Failed::Refused { run, reason }) => {
@@ -194,10 +201,8 @@ impl Runtime {
                 })
             }
             Effect::ArmTimer(arm) => {
-                let start = arm.starts_at.unwrap_or_else(|| self.clock.now());
-                let deadline = start.plus(Duration::from_secs(arm.after_seconds));
                 self.timers
-                    .arm(contact, arm.timer, deadline)
+                    .arm(contact, arm.timer, arm.deadline(self.clock.now()))
                     .await
                     .map_err(|e| Failed::Retry(e.into()))?;
                 Ok(Performed::Done.into())

@@ -56,6 +56,10 @@ impl Runtime {
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             };
+            // The store performed these in the commit (ledger records, timers).
+            record
+                .outbox
+                .retain(|entry| !self.store.performs_in_commit(&entry.effect));
             if !holds_lease {
                 // Another executor is performing this contact's outbox, and performs what
                 // was just added to it before it lets go. Report busy, so that a host whose

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::contact::ContactId;
-use crate::engine::{ConsentRecord, TimerRef};
+use crate::engine::{ArmTimer, ConsentRecord, Effect, TimerRef};
 use crate::ports::{
     AdminStore, Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, LedgerStore, Loaded,
     StateStore, StoreError, WorkflowStore,
@@ -17,6 +17,7 @@ use crate::ports::{
 use crate::workflow::{PublishedWorkflow, Workflow};
 
 use super::group_commit::GroupCommit;
+use super::timer_queue::TimerQueue;
 
 /// contact id -> `{"version": n, "record": ContactRecord}`
 const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
@@ -50,6 +51,7 @@ pub const DEDUP_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: Arc<GroupCommit>,
+    timers: Arc<TimerQueue>,
 }
 
 /// A contact's record as stored: the version as 8 big-endian bytes, then the record's
@@ -143,7 +145,18 @@ impl EmbeddedStore {
             release_leases(txn)
         })?;
         let writer = Arc::new(GroupCommit::start(db.clone()).map_err(unavailable)?);
-        Ok(EmbeddedStore { db, writer })
+        let mut store = EmbeddedStore {
+            db,
+            writer,
+            timers: Arc::default(),
+        };
+        store.timers = Arc::new(TimerQueue::new(store.stored_timers()?));
+        Ok(store)
+    }
+
+    /// The timers the store holds, by deadline.
+    pub fn timer_queue(&self) -> &TimerQueue {
+        &self.timers
     }
 
     /// Runs `f` in the next group commit; returns once it is durable.
@@ -177,9 +190,10 @@ impl EmbeddedStore {
                 (contact.as_str(), timer.run, timer.wait_seq),
                 deadline.millis(),
             )?;
-            Ok(())
+            Ok(contact)
         })
         .await
+        .map(|contact| self.timers.armed(&contact, timer, deadline))
     }
 
     pub async fn delete_timer(
@@ -191,13 +205,14 @@ impl EmbeddedStore {
         self.write(move |txn| {
             let mut timers = txn.open_table(TIMERS)?;
             timers.remove((contact.as_str(), timer.run, timer.wait_seq))?;
-            Ok(())
+            Ok(contact)
         })
         .await
+        .map(|contact| self.timers.removed(&[(contact, timer)]))
     }
 
-    /// Every persisted timer, to re-arm at start.
-    pub async fn timers(&self) -> Result<Vec<(ContactId, TimerRef, Timestamp)>, StoreError> {
+    /// Every persisted timer, to rebuild the queue at open.
+    fn stored_timers(&self) -> Result<Vec<(ContactId, TimerRef, Timestamp)>, StoreError> {
         self.read(|txn| {
             let timers = txn.open_table(TIMERS)?;
             let mut out = Vec::new();
@@ -265,30 +280,34 @@ fn append_in(
 impl EmbeddedStore {
     /// Fires `due` timers in one transaction: each timer still stored is removed and its
     /// timeout queued; one no longer stored (cancelled, or its contact erased) is skipped.
-    /// Returns the contacts that got a timeout. One commit for any number of timers keeps
-    /// timeouts on time when many come due together.
+    /// Returns the contacts that got a timeout, and the queue no longer holds `due`. One
+    /// commit for any number of timers keeps timeouts on time when many come due together.
     pub async fn fire_timers(
         &self,
         due: &[(ContactId, TimerRef)],
         now: Timestamp,
     ) -> Result<Vec<ContactId>, StoreError> {
-        let due = due.to_vec();
-        self.write(move |txn| {
-            let mut fired = Vec::new();
-            for (contact, timer) in &due {
-                let removed = txn
-                    .open_table(TIMERS)?
-                    .remove((contact.as_str(), timer.run, timer.wait_seq))?
-                    .is_some();
-                if removed
-                    && append_in(txn, contact, &InboxItem::timeout(*timer, now))? == Appended::New
-                {
-                    fired.push(contact.clone());
+        let batch = due.to_vec();
+        let fired = self
+            .write(move |txn| {
+                let mut fired = Vec::new();
+                for (contact, timer) in &batch {
+                    let removed = txn
+                        .open_table(TIMERS)?
+                        .remove((contact.as_str(), timer.run, timer.wait_seq))?
+                        .is_some();
+                    if removed
+                        && append_in(txn, contact, &InboxItem::timeout(*timer, now))?
+                            == Appended::New
+                    {
+                        fired.push(contact.clone());
+                    }
                 }
-            }
-            Ok(fired)
-        })
-        .await
+                Ok(fired)
+            })
+            .await?;
+        self.timers.removed(due);
+        Ok(fired)
     }
 }
 
@@ -337,12 +356,13 @@ impl StateStore for EmbeddedStore {
     ) -> Result<Base, StoreError> {
         let contact = contact.clone();
         let expected = base.version;
+        let (stored, effects) = InCommit::split(record)?;
+        let outbox_empty = stored.outbox.is_empty();
         let bytes = StoredRecord {
             version: expected + 1,
-            record: record.clone(),
+            record: stored,
         }
         .encode()?;
-        let outbox_empty = record.outbox.is_empty();
         let new_tags = record.state.profile.tags.clone();
         // The tags the segment index holds: those of the record at `expected`, which the
         // version check below makes sure is what is stored.
@@ -382,13 +402,97 @@ impl StateStore for EmbeddedStore {
             } else {
                 pending.insert(contact.as_str(), 1)?;
             }
-            Ok(Base {
+            effects.write(txn, &contact)?;
+            let base = Base {
                 version: expected + 1,
                 indexed_tags: new_tags,
                 ..Base::default()
-            })
+            };
+            Ok((base, contact, effects))
         })
         .await
+        .map(|(base, contact, effects)| {
+            effects.update(&self.timers, &contact);
+            base
+        })
+    }
+
+    fn performs_in_commit(&self, effect: &Effect) -> bool {
+        match effect {
+            Effect::Record(_) | Effect::CancelTimer(_) => true,
+            // Its deadline is known: the question it times was handed over.
+            Effect::ArmTimer(arm) => arm.starts_at.is_some(),
+            Effect::Send { .. } => false,
+        }
+    }
+}
+
+/// The outbox effects a commit performs in its own transaction: the ledger and the
+/// timers are tables of this file.
+#[derive(Default)]
+struct InCommit {
+    /// (seq, encoded record)
+    records: Vec<(u64, Vec<u8>)>,
+    armed: Vec<(TimerRef, Timestamp)>,
+    cancelled: Vec<TimerRef>,
+}
+
+impl InCommit {
+    /// The record as stored (without these effects in its outbox), and the effects.
+    fn split(record: &ContactRecord) -> Result<(ContactRecord, InCommit), StoreError> {
+        let mut stored = record.clone();
+        let mut effects = InCommit::default();
+        let mut kept = Vec::with_capacity(stored.outbox.len());
+        for entry in stored.outbox {
+            match &entry.effect {
+                Effect::Record(consent) => effects.records.push((consent.seq, encode(consent)?)),
+                Effect::CancelTimer(timer) => effects.cancelled.push(*timer),
+                Effect::ArmTimer(
+                    arm @ ArmTimer {
+                        starts_at: Some(start),
+                        ..
+                    },
+                ) => effects.armed.push((arm.timer, arm.deadline(*start))),
+                _ => kept.push(entry),
+            }
+        }
+        stored.outbox = kept;
+        Ok((stored, effects))
+    }
+
+    fn write(&self, txn: &redb::WriteTransaction, contact: &ContactId) -> Result<(), StoreError> {
+        if !self.records.is_empty() {
+            let mut ledger = txn.open_table(LEDGER)?;
+            for (seq, bytes) in &self.records {
+                insert_record(&mut ledger, contact, *seq, bytes)?;
+            }
+        }
+        if !self.armed.is_empty() || !self.cancelled.is_empty() {
+            let mut timers = txn.open_table(TIMERS)?;
+            for timer in &self.cancelled {
+                timers.remove((contact.as_str(), timer.run, timer.wait_seq))?;
+            }
+            for (timer, deadline) in &self.armed {
+                timers.insert(
+                    (contact.as_str(), timer.run, timer.wait_seq),
+                    deadline.millis(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the commit is durable: the in-memory queue follows the table.
+    fn update(&self, queue: &TimerQueue, contact: &ContactId) {
+        let cancelled: Vec<_> = self
+            .cancelled
+            .iter()
+            .map(|t| (contact.clone(), *t))
+            .collect();
+        queue.removed(&cancelled);
+        for (timer, deadline) in &self.armed {
+            queue.armed(contact, *timer, *deadline);
+        }
     }
 }
 
@@ -439,21 +543,24 @@ impl AdminStore for EmbeddedStore {
     }
 
     async fn erase(&self, contact: &ContactId) -> Result<bool, StoreError> {
-        let contact = contact.clone();
-        self.write(move |txn| {
-            let c = contact.as_str();
-            let existed = txn.open_table(CONTACTS)?.remove(c)?.is_some();
-            txn.open_table(PENDING)?.remove(c)?;
-            txn.open_table(INBOX)?.retain(|(owner, _), _| owner != c)?;
-            txn.open_table(INBOX_KEYS)?
-                .retain(|(owner, _), _| owner != c)?;
-            txn.open_table(TIMERS)?
-                .retain(|(owner, _, _), _| owner != c)?;
-            txn.open_table(SEGMENTS)?
-                .retain(|(_, owner), _| owner != c)?;
-            Ok(existed)
-        })
-        .await
+        let erased = contact.clone();
+        let existed = self
+            .write(move |txn| {
+                let c = erased.as_str();
+                let existed = txn.open_table(CONTACTS)?.remove(c)?.is_some();
+                txn.open_table(PENDING)?.remove(c)?;
+                txn.open_table(INBOX)?.retain(|(owner, _), _| owner != c)?;
+                txn.open_table(INBOX_KEYS)?
+                    .retain(|(owner, _), _| owner != c)?;
+                txn.open_table(TIMERS)?
+                    .retain(|(owner, _, _), _| owner != c)?;
+                txn.open_table(SEGMENTS)?
+                    .retain(|(_, owner), _| owner != c)?;
+                Ok(existed)
+            })
+            .await?;
+        self.timers.erased(contact);
+        Ok(existed)
     }
 
     async fn put_draft(
@@ -482,6 +589,20 @@ impl AdminStore for EmbeddedStore {
     }
 }
 
+/// Writes a ledger record unless its seq is there: then it is the same record, written
+/// before by an effect performed again.
+fn insert_record(
+    ledger: &mut redb::Table<(&str, u64), &[u8]>,
+    contact: &ContactId,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    if ledger.get((contact.as_str(), seq))?.is_none() {
+        ledger.insert((contact.as_str(), seq), bytes)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl LedgerStore for EmbeddedStore {
     async fn append_record(
@@ -492,14 +613,8 @@ impl LedgerStore for EmbeddedStore {
         let contact = contact.clone();
         let seq = record.seq;
         let bytes = encode(record)?;
-        self.write(move |txn| {
-            let mut ledger = txn.open_table(LEDGER)?;
-            if ledger.get((contact.as_str(), seq))?.is_none() {
-                ledger.insert((contact.as_str(), seq), bytes.as_slice())?;
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |txn| insert_record(&mut txn.open_table(LEDGER)?, &contact, seq, &bytes))
+            .await
     }
 
     async fn records(&self, contact: &ContactId) -> Result<Vec<ConsentRecord>, StoreError> {
@@ -656,5 +771,124 @@ mod tests {
         assert_eq!(version_of(&current).unwrap(), 8);
         assert_eq!(StoredRecord::decode(&current).unwrap().record, record);
         assert!(version_of(b"\0\0").is_err());
+    }
+
+    fn consent(contact: &ContactId) -> ConsentRecord {
+        ConsentRecord {
+            seq: 1,
+            kind: crate::engine::ConsentKind::Asked,
+            contact: contact.clone(),
+            channel: "whatsapp".into(),
+            channel_user: "1".into(),
+            workflow_id: Some("w".into()),
+            workflow_version: Some(1),
+            run: Some(1),
+            question: Some("Agree?".into()),
+            options: vec!["AGREE".into()],
+            policy_url: None,
+            policy_version: None,
+            provider_message_id: None,
+            payload: None,
+            text: None,
+            requested_by: None,
+            provider_at: None,
+            recorded_at: Timestamp(1_000),
+            prev_hash: String::new(),
+            hash: "h".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_writes_the_outboxs_ledger_records_and_timers_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("s.redb"), Timestamp(0)).unwrap();
+        let contact = ContactId::new("whatsapp", "1");
+        let (answered, next, pause) = (
+            TimerRef {
+                run: 1,
+                wait_seq: 1,
+            },
+            TimerRef {
+                run: 1,
+                wait_seq: 2,
+            },
+            TimerRef {
+                run: 1,
+                wait_seq: 3,
+            },
+        );
+        store
+            .put_timer(&contact, answered, Timestamp(5_000))
+            .await
+            .unwrap();
+        let send = Effect::Send {
+            run: 1,
+            to: crate::contact::Address {
+                channel: "whatsapp".into(),
+                user_id: "1".into(),
+                via: None,
+            },
+            message: crate::engine::OutboundMessage::Text { text: "hi".into() },
+            then_arm: None,
+        };
+        // A pause's clock starts when it is armed: the runtime arms it, not the commit.
+        let unstarted = Effect::ArmTimer(ArmTimer {
+            timer: pause,
+            after_seconds: 60,
+            starts_at: None,
+        });
+        let mut record = ContactRecord::new(contact.clone());
+        record.record(vec![
+            Effect::CancelTimer(answered),
+            send.clone(),
+            Effect::Record(Box::new(consent(&contact))),
+            Effect::ArmTimer(ArmTimer {
+                timer: next,
+                after_seconds: 300,
+                starts_at: Some(Timestamp(1_000)),
+            }),
+            unstarted.clone(),
+        ]);
+        let kept: Vec<Effect> = record
+            .outbox
+            .iter()
+            .filter(|e| !store.performs_in_commit(&e.effect))
+            .map(|e| e.effect.clone())
+            .collect();
+        assert_eq!(kept, vec![send, unstarted]);
+
+        store
+            .commit(&contact, &record, &Base::default(), &[])
+            .await
+            .unwrap();
+        let stored = store.load(&contact).await.unwrap().record.unwrap();
+        let stored: Vec<Effect> = stored.outbox.into_iter().map(|e| e.effect).collect();
+        assert_eq!(stored, kept);
+        assert_eq!(
+            store.records(&contact).await.unwrap(),
+            vec![consent(&contact)]
+        );
+        let timers = vec![(contact.clone(), next, Timestamp(301_000))];
+        assert_eq!(store.stored_timers().unwrap(), timers);
+        assert_eq!(
+            store.timer_queue().due(Timestamp(i64::MAX)),
+            vec![(contact, next)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_commit_writes_none_of_its_effects() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("s.redb"), Timestamp(0)).unwrap();
+        let contact = ContactId::new("whatsapp", "1");
+        let mut record = ContactRecord::new(contact.clone());
+        record.record(vec![Effect::Record(Box::new(consent(&contact)))]);
+        let stale = Base {
+            version: 3,
+            ..Base::default()
+        };
+        let result = store.commit(&contact, &record, &stale, &[]).await;
+        assert!(matches!(result, Err(StoreError::Conflict)));
+        assert!(store.records(&contact).await.unwrap().is_empty());
     }
 }

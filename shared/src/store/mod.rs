@@ -5,6 +5,9 @@
 pub mod dynamodb;
 mod embedded;
 mod group_commit;
+mod timer_queue;
+
+pub use timer_queue::TimerQueue;
 
 #[cfg(feature = "aws")]
 pub use dynamodb::DynamoStore;

@@ -1,78 +1,51 @@
-//! Local one-shot timers: each armed timer is written to the embedded store first, then
-//! kept in an in-memory queue ordered by deadline. At start the queue is rebuilt from the
-//! store, so a restart loses no pending timeout; overdue ones are due at once.
+//! Local one-shot timers: each armed timer is a row of the embedded store, which keeps
+//! them in deadline order in memory too (rebuilt when the store opens), so a restart
+//! loses no pending timeout; overdue ones are due at once. A question's timer is usually
+//! armed by the store itself, in the commit that records the question sent
+//! ([`crate::ports::StateStore::performs_in_commit`]); this port arms the rest.
 
 use async_trait::async_trait;
-use std::collections::BTreeSet;
-use std::sync::Mutex;
-use tokio::sync::Notify;
 
 use crate::clock::Timestamp;
 use crate::contact::ContactId;
 use crate::engine::TimerRef;
 use crate::ports::{TimerError, Timers};
-use crate::store::EmbeddedStore;
-
-type Entry = (Timestamp, ContactId, TimerRef);
+use crate::store::{EmbeddedStore, TimerQueue};
 
 pub struct LocalTimers {
     store: EmbeddedStore,
-    queue: Mutex<BTreeSet<Entry>>,
-    /// Woken when a timer is armed, so the firing loop can re-check its next deadline.
-    changed: Notify,
 }
 
 impl LocalTimers {
-    /// Rebuilds the queue from what the store holds.
-    pub async fn restore(store: EmbeddedStore) -> Result<LocalTimers, TimerError> {
-        let persisted = store.timers().await.map_err(unavailable)?;
-        let queue = persisted
-            .into_iter()
-            .map(|(contact, timer, deadline)| (deadline, contact, timer))
-            .collect();
-        Ok(LocalTimers {
-            store,
-            queue: Mutex::new(queue),
-            changed: Notify::new(),
-        })
+    pub fn new(store: EmbeddedStore) -> LocalTimers {
+        LocalTimers { store }
     }
 
     /// Timers whose deadline is at or before `now`, earliest first. They stay queued
-    /// until [`LocalTimers::fired`] says their timeout is safely in the inbox.
+    /// until the store fired them ([`EmbeddedStore::fire_timers`]).
     pub fn due(&self, now: Timestamp) -> Vec<(ContactId, TimerRef)> {
-        self.lock()
-            .iter()
-            .take_while(|(deadline, _, _)| *deadline <= now)
-            .map(|(_, contact, timer)| (contact.clone(), *timer))
-            .collect()
+        self.queue().due(now)
     }
 
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.lock().first().map(|(deadline, _, _)| *deadline)
+        self.queue().next_deadline()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.queue().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.queue().is_empty()
     }
 
     /// Resolves when a timer was armed since the last call.
     pub async fn changed(&self) {
-        self.changed.notified().await
+        self.queue().changed().await
     }
 
-    /// The store no longer holds these timers (fired, or erased with their contact):
-    /// drop them from the queue.
-    pub fn forget(&self, gone: &[(ContactId, TimerRef)]) {
-        self.lock()
-            .retain(|(_, c, t)| !gone.iter().any(|(gc, gt)| gc == c && gt == t));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Entry>> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    fn queue(&self) -> &TimerQueue {
+        self.store.timer_queue()
     }
 }
 
@@ -91,23 +64,13 @@ impl Timers for LocalTimers {
         self.store
             .put_timer(contact, timer, deadline)
             .await
-            .map_err(unavailable)?;
-        {
-            let mut queue = self.lock();
-            queue.retain(|(_, c, t)| !(c == contact && *t == timer));
-            queue.insert((deadline, contact.clone(), timer));
-        }
-        self.changed.notify_one();
-        Ok(())
+            .map_err(unavailable)
     }
 
     async fn cancel(&self, contact: &ContactId, timer: TimerRef) -> Result<(), TimerError> {
         self.store
             .delete_timer(contact, timer)
             .await
-            .map_err(unavailable)?;
-        self.lock()
-            .retain(|(_, c, t)| !(c == contact && *t == timer));
-        Ok(())
+            .map_err(unavailable)
     }
 }
