@@ -2,8 +2,8 @@
 //! WhatsApp webhooks and the Graph API sandbox, then the same request load against a bare
 //! HTTP server (the floor). Method and numbers: docs/PERFORMANCE.md.
 //!
-//! cargo build --release -p assent-local --bins --examples &&
-//! target/release/examples/load [conversations] [concurrency]     (default 10000 64)
+//! cargo build --profile local -p assent-local --bins --examples &&
+//! target/local/examples/load [conversations] [concurrency]     (default 10000 64)
 //!
 //! Each contact is a conversation of its own, at most `concurrency` at once: it says hello,
 //! waits for its question, and taps AGREE & PROCEED, or (every tenth contact) stays silent
@@ -112,7 +112,7 @@ async fn main() {
         .join("assent-local");
     assert!(
         binary.exists(),
-        "build it first: cargo build --release -p assent-local --bins --examples"
+        "build it first: cargo build --profile local -p assent-local --bins --examples"
     );
 
     let graph = GraphSandbox::graph("127.0.0.1:0".parse().unwrap())

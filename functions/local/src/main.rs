@@ -14,6 +14,11 @@ use assent::local::LocalApp;
 use assent::runtime::RuntimeConfig;
 use assent::workflow::{Workflow, template};
 
+/// glibc's allocator spent about a quarter of a busy server's time in malloc and free,
+/// contended between the async workers and the store's writer thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "assent-local",
