@@ -130,6 +130,11 @@ impl Stack {
 
     /// POSTs a signed WhatsApp body as an API Gateway HTTP API (v2) event.
     async fn post(&self, wa_id: &str, message: Value) -> u16 {
+        self.post_via(Ingress::HttpApi, wa_id, message).await
+    }
+
+    /// POSTs a signed WhatsApp body as the event `ingress` delivers.
+    async fn post_via(&self, ingress: Ingress, wa_id: &str, message: Value) -> u16 {
         let n = self
             .messages
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -141,16 +146,29 @@ impl Stack {
             1_796_160_000,
             message,
         ));
-        let event = json!({
-            "version": "2.0", "routeKey": "POST /webhooks/{channel}", "rawPath": "/webhooks/whatsapp", "rawQueryString": "",
-            "headers": {"content-type": "application/json", "x-hub-signature-256": sign(support::SECRET, body.as_bytes())},
-            "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
-                "http": {"method": "POST", "path": "/webhooks/whatsapp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "facebookexternalua"},
-                "requestId": "r", "routeKey": "POST /webhooks/{channel}", "stage": "$default", "time": "01/Dec/2026:21:00:00 +0000", "timeEpoch": 1_796_160_000_000_i64},
-            "pathParameters": {"channel": "whatsapp"}, "body": body, "isBase64Encoded": false
-        });
+        let headers = json!({"content-type": "application/json", "x-hub-signature-256": sign(support::SECRET, body.as_bytes())});
+        let event = match ingress {
+            Ingress::HttpApi => json!({
+                "version": "2.0", "routeKey": "POST /webhooks/{channel}", "rawPath": "/webhooks/whatsapp", "rawQueryString": "",
+                "headers": headers,
+                "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
+                    "http": {"method": "POST", "path": "/webhooks/whatsapp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "facebookexternalua"},
+                    "requestId": "r", "routeKey": "POST /webhooks/{channel}", "stage": "$default", "time": "01/Dec/2026:21:00:00 +0000", "timeEpoch": 1_796_160_000_000_i64},
+                "pathParameters": {"channel": "whatsapp"}, "body": body, "isBase64Encoded": false
+            }),
+            // As AWS documents a function URL's request: the same payload format, with no
+            // route and no path parameters.
+            Ingress::FunctionUrl => json!({
+                "version": "2.0", "routeKey": "$default", "rawPath": "/webhooks/whatsapp", "rawQueryString": "",
+                "headers": headers,
+                "requestContext": {"accountId": "anonymous", "apiId": "abcdefghijklmnopqrstuvwxyz0123", "domainName": "abcdefghijklmnopqrstuvwxyz0123.lambda-url.us-east-1.on.aws", "domainPrefix": "abcdefghijklmnopqrstuvwxyz0123",
+                    "http": {"method": "POST", "path": "/webhooks/whatsapp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "facebookexternalua"},
+                    "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "01/Dec/2026:21:00:00 +0000", "timeEpoch": 1_796_160_000_000_i64},
+                "body": body, "isBase64Encoded": false
+            }),
+        };
         let request =
-            lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event");
+            lambda_http::request::from_str(&event.to_string()).expect("an HTTP (v2) event");
         let response = self.webhook.clone().oneshot(request).await.unwrap();
         response.status().as_u16()
     }
@@ -609,6 +627,31 @@ async fn silence_times_out_through_the_scheduler() {
     .unwrap();
     stack.pump().await;
     assert_eq!(stack.sent_to(c).len(), 3);
+}
+
+#[derive(Clone, Copy)]
+enum Ingress {
+    HttpApi,
+    FunctionUrl,
+}
+
+/// The template can put the webhook function behind a function URL too (no charge per
+/// request): the same handler serves it.
+#[tokio::test]
+async fn a_webhook_through_a_function_url_starts_the_flow_as_through_the_api() {
+    let stack = Stack::new().await;
+    let contact = "4915100000041";
+    let status = stack
+        .post_via(Ingress::FunctionUrl, contact, sandbox::text("Hello"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(stack.pump().await, 1, "one inbox item stored");
+    let sent = stack
+        .sandbox
+        .wait_for_to(contact, 2, Duration::from_secs(10))
+        .await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(!sent[1].options().is_empty(), "the question: {sent:?}");
 }
 
 #[tokio::test]

@@ -547,3 +547,35 @@ fn no_secret_is_a_template_parameter() {
         }
     }
 }
+
+#[test]
+fn the_webhook_function_url_is_off_unless_asked_for_and_opens_the_webhook_only() {
+    let t = template();
+    assert_eq!(t["Parameters"]["WebhookFunctionUrl"]["Default"], "false");
+    let resources = t["Resources"].as_object().unwrap();
+    let public: Vec<(&String, &Value)> = resources
+        .iter()
+        .filter(|(_, r)| {
+            r["Type"] == "AWS::Lambda::Url"
+                || (r["Type"] == "AWS::Lambda::Permission" && r["Properties"]["Principal"] == "*")
+        })
+        .collect();
+    assert_eq!(public.len(), 3, "the URL and its two grants");
+    for (name, resource) in public {
+        assert_eq!(resource["Condition"], "UseWebhookFunctionUrl", "{name}");
+        let properties = &resource["Properties"];
+        let target = if resource["Type"] == "AWS::Lambda::Url" {
+            assert_eq!(properties["AuthType"], "NONE");
+            properties["TargetFunctionArn"].clone()
+        } else {
+            // Each grant holds for calls through a function URL only.
+            let through_url = properties["FunctionUrlAuthType"] == "NONE"
+                || properties["InvokedViaFunctionUrl"] == true;
+            assert!(through_url, "{name}: {properties}");
+            properties["FunctionName"].clone()
+        };
+        let webhook = target == json!({"!GetAtt": "WebhookFunction.Arn"})
+            || target == json!({"!Ref": "WebhookFunction"});
+        assert!(webhook, "{name} opens {target}");
+    }
+}
