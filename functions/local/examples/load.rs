@@ -19,6 +19,11 @@ use tokio::sync::Semaphore;
 
 use assent::channels::whatsapp::sandbox::{self, GraphSandbox};
 
+/// The load generator shares the machine with the server: the lighter it is, the more of
+/// the two cores the server gets.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SECRET: &str = "load-secret";
 const TIMEOUT_SECONDS: u64 = 5;
 
