@@ -75,16 +75,20 @@ async fn open_app(dir: &Path, sandbox: &GraphSandbox, clock: Arc<ManualClock>) -
         .0
 }
 
-async fn post(app: &LocalApp, body: &[u8]) -> WebhookResponse {
+fn signed(body: &[u8]) -> WebhookRequest {
     let mut headers = HeaderMap::new();
     headers.insert("x-hub-signature-256", sign(SECRET, body).parse().unwrap());
-    let request = WebhookRequest {
+    WebhookRequest {
         method: Method::POST,
         query: None,
         headers,
         body: body.to_vec().into(),
-    };
-    let response = app.accept_webhook("whatsapp", request).await;
+    }
+}
+
+/// Accepts a signed body and waits until it is processed.
+async fn post(app: &LocalApp, body: &[u8]) -> WebhookResponse {
+    let response = app.accept_webhook("whatsapp", signed(body)).await;
     app.drain().await;
     response
 }
@@ -306,4 +310,40 @@ async fn after_an_outage_the_doorbell_tries_again_by_itself() {
     );
     app.drain().await; // the worker arms the timer right after the send
     assert_eq!(app.pending_timers(), 1);
+}
+
+/// Erasure while the question is on its way: the commit that would arm its timer finds the
+/// record gone, so no timer is left to fire later and recreate the contact.
+#[tokio::test]
+async fn erasing_a_contact_while_its_question_is_being_sent_leaves_no_timer() {
+    use tower::ServiceExt;
+    let mut s = Setup::new().await;
+    let app = s.open().await.with_admin("admin".into());
+    s.sandbox.answer_after(Duration::from_secs(1));
+    let hello = s.body(sandbox::text("Hello"));
+    app.accept_webhook("whatsapp", signed(&hello)).await;
+    // The question has reached the provider, which has not answered yet.
+    assert_eq!(
+        s.sandbox.wait_for(2, Duration::from_secs(10)).await.len(),
+        2
+    );
+    let contact = ContactId::new("whatsapp", WA_ID);
+    let erase = axum::http::Request::delete(format!("/admin/contacts/{contact}"))
+        .header("authorization", "Bearer admin")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let erased = app.router().oneshot(erase).await.unwrap();
+    assert_eq!(erased.status(), StatusCode::NO_CONTENT);
+    app.drain().await;
+    assert_eq!(app.pending_timers(), 0, "no timer for an erased contact");
+    let show = axum::http::Request::get(format!("/admin/contacts/{contact}"))
+        .header("authorization", "Bearer admin")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let shown = app.router().oneshot(show).await.unwrap();
+    assert_eq!(
+        shown.status(),
+        StatusCode::NOT_FOUND,
+        "the record stays gone"
+    );
 }
