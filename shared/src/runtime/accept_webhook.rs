@@ -74,20 +74,21 @@ impl Runtime {
         let (mut accepted, mut duplicates) = (0, 0);
         let mut contacts: Vec<ContactId> = Vec::new();
         let failures = parsed.failures.len();
+        // `accepted` counts new messages; delivery reports are counted as `failures`.
         let items = parsed
             .messages
             .into_iter()
-            .map(|m| (m.from.contact_id(), InboxItem::inbound(m, now)))
+            .map(|m| (m.from.contact_id(), InboxItem::inbound(m, now), true))
             .chain(
                 parsed
                     .failures
                     .into_iter()
-                    .map(|f| (f.to.contact_id(), InboxItem::delivery_report(f, now))),
+                    .map(|f| (f.to.contact_id(), InboxItem::delivery_report(f, now), false)),
             );
-        for (contact, item) in items {
+        for (contact, item, is_message) in items {
             match self.store.append(&contact, item).await {
                 Ok(Appended::New) => {
-                    accepted += 1;
+                    accepted += usize::from(is_message);
                     if !contacts.contains(&contact) {
                         contacts.push(contact);
                     }
