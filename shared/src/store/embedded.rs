@@ -273,8 +273,25 @@ fn append_in(
     meta.insert("inbox_seq", seq)?;
     txn.open_table(INBOX)?
         .insert((contact.as_str(), seq), encode(item)?.as_slice())?;
-    txn.open_table(PENDING)?.insert(contact.as_str(), 1)?;
+    mark_pending(txn, contact, true)?;
     Ok(Appended::New)
+}
+
+/// Records whether `contact` has work left (inbox items or outbox effects), writing only
+/// when that changes: an unchanged B-tree stays clean, and a commit writes fewer pages.
+fn mark_pending(
+    txn: &redb::WriteTransaction,
+    contact: &ContactId,
+    pending: bool,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(PENDING)?;
+    let marked = table.get(contact.as_str())?.is_some();
+    if pending && !marked {
+        table.insert(contact.as_str(), 1)?;
+    } else if !pending && marked {
+        table.remove(contact.as_str())?;
+    }
+    Ok(())
 }
 
 impl EmbeddedStore {
@@ -380,12 +397,14 @@ impl StateStore for EmbeddedStore {
             if current != expected {
                 return Err(StoreError::Conflict);
             }
-            let mut segments = txn.open_table(SEGMENTS)?;
-            for gone in old_tags.difference(&new_tags) {
-                segments.remove((gone.as_str(), contact.as_str()))?;
-            }
-            for added in new_tags.difference(&old_tags) {
-                segments.insert((added.as_str(), contact.as_str()), 1)?;
+            if old_tags != new_tags {
+                let mut segments = txn.open_table(SEGMENTS)?;
+                for gone in old_tags.difference(&new_tags) {
+                    segments.remove((gone.as_str(), contact.as_str()))?;
+                }
+                for added in new_tags.difference(&old_tags) {
+                    segments.insert((added.as_str(), contact.as_str()), 1)?;
+                }
             }
             contacts.insert(contact.as_str(), bytes.as_slice())?;
             let mut inbox = txn.open_table(INBOX)?;
@@ -396,12 +415,7 @@ impl StateStore for EmbeddedStore {
                 .range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))?
                 .next()
                 .is_none();
-            let mut pending = txn.open_table(PENDING)?;
-            if inbox_empty && outbox_empty {
-                pending.remove(contact.as_str())?;
-            } else {
-                pending.insert(contact.as_str(), 1)?;
-            }
+            mark_pending(txn, &contact, !(inbox_empty && outbox_empty))?;
             effects.write(txn, &contact)?;
             let base = Base {
                 version: expected + 1,
