@@ -123,7 +123,10 @@ async fn a_question_reported_undelivered_later_ends_the_run_as_a_delivery_failur
     let (status, body) = post_status("failed", question).await;
     assert_eq!(status, 200);
     assert!(body.contains(r#""failures":1"#), "{body}");
-    assert!(body.contains(r#""accepted":0"#), "a report is not a message: {body}");
+    assert!(
+        body.contains(r#""accepted":0"#),
+        "a report is not a message: {body}"
+    );
     let ledger = server
         .eventually(&format!("/admin/contacts/whatsapp%3A{a}/consent"), |b| {
             b["records"].as_array().is_some_and(|r| r.len() == 2)

@@ -246,3 +246,60 @@ async fn the_web_chat_can_be_switched_off() {
     let (status, _, _) = server.post("/webhooks/web", &[], "{}").await;
     assert_eq!(status, 404);
 }
+
+/// POST /web/session with `headers`; returns the status and the Retry-After header.
+async fn ask_session(server: &Server, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+    let mut request = server.http.post(format!("{}/web/session", server.base));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (response.status().as_u16(), retry_after)
+}
+
+#[tokio::test]
+async fn one_address_may_start_only_so_many_sessions_a_minute() {
+    let (_unused, server) = server(&[("WEB_SESSIONS_PER_MINUTE", "3")]).await;
+    for _ in 0..3 {
+        assert_eq!(ask_session(&server, &[]).await, (201, None));
+    }
+    let (status, retry_after) = ask_session(&server, &[]).await;
+    assert_eq!(status, 429);
+    let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!(
+        (1..=20).contains(&seconds),
+        "one session every 20 s: {seconds}"
+    );
+    // A header the server was not told to trust changes nothing.
+    let forwarded = [("x-forwarded-for", "198.51.100.7")];
+    assert_eq!(ask_session(&server, &forwarded).await.0, 429);
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_limit_follows_the_address_the_proxy_names() {
+    let env = [
+        ("WEB_SESSIONS_PER_MINUTE", "1"),
+        ("WEB_CLIENT_ADDRESS_HEADER", "X-Forwarded-For"),
+    ];
+    let (_unused, server) = server(&env).await;
+    // The last entry is the one the proxy added; what comes before is the client's word.
+    let asked = [
+        ("10.0.0.1", "198.51.100.7", 201),
+        ("10.0.0.2", "198.51.100.7", 429),
+        ("10.0.0.1", "198.51.100.8", 201),
+    ];
+    for (claimed, seen, expected) in asked {
+        let forwarded = format!("{claimed}, {seen}");
+        let headers = [("x-forwarded-for", forwarded.as_str())];
+        assert_eq!(
+            ask_session(&server, &headers).await.0,
+            expected,
+            "{forwarded}"
+        );
+    }
+}

@@ -176,6 +176,8 @@ impl LocalApp {
     ) -> Result<(), LocalError> {
         let timer_loop = tokio::spawn(self.clone().run_timers());
         let router = self.router();
+        // The peer address lets the web chat limit new sessions per address.
+        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;

@@ -6,14 +6,18 @@
 mod mailbox;
 pub mod routes;
 mod session;
+mod session_limit;
 
 pub use mailbox::{Delivered, Mailbox};
 pub use session::SessionKey;
+pub use session_limit::SessionLimit;
 
 use async_trait::async_trait;
 use axum::http::{HeaderMap, header};
 use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{Channel, InboundError, Parsed};
 use crate::contact::Address;
@@ -28,6 +32,9 @@ pub const OPENED: &str = "conversation_opened";
 const ID_MAX_BYTES: usize = 128;
 /// Longer texts are refused (400) rather than cut: what a person typed is kept whole.
 pub const TEXT_MAX_BYTES: usize = 4096;
+/// Sessions one address may start per minute unless configured (`WEB_SESSIONS_PER_MINUTE`):
+/// far more than people behind one office's address start, far fewer than a script would.
+pub const SESSIONS_PER_MINUTE: u32 = 20;
 
 pub struct WebChat {
     key: SessionKey,
@@ -35,6 +42,10 @@ pub struct WebChat {
     /// Origins (scheme://host[:port]) whose pages may embed the widget; the server's own
     /// pages always may.
     allowed_origins: Vec<String>,
+    sessions: SessionLimit,
+    /// The header a reverse proxy names the visitor's address in (its last entry is the
+    /// one the proxy added); `None`: the connection's own peer address.
+    address_header: Option<String>,
 }
 
 /// What the widget posts.
@@ -61,7 +72,44 @@ impl WebChat {
             key,
             mailbox: Arc::new(Mailbox::default()),
             allowed_origins,
+            sessions: SessionLimit::new(SESSIONS_PER_MINUTE),
+            address_header: None,
         }
+    }
+
+    /// At most `per_minute` new sessions per address (0: no limit), the address taken from
+    /// `address_header` when a reverse proxy sets one.
+    pub fn with_session_limit(mut self, per_minute: u32, address_header: Option<String>) -> Self {
+        self.sessions = SessionLimit::new(per_minute);
+        self.address_header = address_header.map(|h| h.to_ascii_lowercase());
+        self
+    }
+
+    /// Takes a session for whoever asks, or says how long they must wait. A request whose
+    /// address is unknown (no peer, no usable header) is not limited.
+    pub fn start_session(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), Duration> {
+        match self.client_address(headers, peer) {
+            Some(address) => self.sessions.take(address, Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    fn client_address(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
+        let Some(name) = &self.address_header else {
+            return peer.map(|p| p.ip());
+        };
+        // The proxy appends the address it saw; entries before it are the client's word.
+        headers
+            .get_all(name.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .and_then(|last| last.trim().parse().ok())
     }
 
     pub fn mailbox(&self) -> &Mailbox {

@@ -2,13 +2,14 @@
 //! long-poll. Messages from the browser go to `POST /webhooks/web` like any channel's.
 
 use axum::Router;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +49,23 @@ async fn widget() -> Response {
         .into_response()
 }
 
-async fn session(State(web): State<Arc<WebChat>>) -> Response {
+async fn session(State(web): State<Arc<WebChat>>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    if let Err(wait) = web.start_session(request.headers(), peer) {
+        let seconds = wait.as_secs().max(1);
+        tracing::info!("web chat: session refused, too many from one address");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, seconds.to_string())],
+            axum::Json(
+                json!({"error": "too many new sessions from this address; try again later"}),
+            ),
+        )
+            .into_response();
+    }
     match web.key().issue() {
         Ok((_, token)) => {
             (StatusCode::CREATED, axum::Json(json!({"token": token}))).into_response()
