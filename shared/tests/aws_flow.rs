@@ -629,6 +629,48 @@ async fn silence_times_out_through_the_scheduler() {
     assert_eq!(stack.sent_to(c).len(), 3);
 }
 
+/// Erasure while the step is sending the question: the schedule the step then creates
+/// would fire for a contact that is gone and bring back an empty record. The step finds
+/// the record gone when it commits, and deletes the schedule.
+#[tokio::test]
+async fn erasing_a_contact_while_its_step_runs_leaves_no_schedule() {
+    let stack = Stack::new().await;
+    let c = "4915100000051";
+    stack.sandbox.answer_after(Duration::from_secs(1));
+    assert_eq!(stack.post(c, sandbox::text("Hello")).await, 200);
+    let batch = stack.new_records().await;
+    let erase = async {
+        // The question has reached the provider, which has not answered yet.
+        stack
+            .sandbox
+            .wait_for_to(c, 2, Duration::from_secs(10))
+            .await;
+        stack
+            .store
+            .erase(&ContactId::new("whatsapp", c))
+            .await
+            .unwrap()
+    };
+    let (failed, erased) = tokio::join!(stack.deliver(batch), erase);
+    assert!(erased, "there was a record to erase");
+    assert!(failed.is_empty(), "{failed:?}");
+    let schedules = stack
+        .harness
+        .list_schedules()
+        .group_name(&stack.group)
+        .send()
+        .await
+        .unwrap()
+        .schedules;
+    assert!(schedules.is_empty(), "{schedules:?}");
+    let loaded = stack
+        .store
+        .load(&ContactId::new("whatsapp", c))
+        .await
+        .unwrap();
+    assert!(loaded.record.is_none(), "the record stays gone");
+}
+
 #[derive(Clone, Copy)]
 enum Ingress {
     HttpApi,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::contact::{Address, ContactId};
-use crate::engine::{self, ArmTimer, Catalog, Effect, Event, OutboundMessage};
+use crate::engine::{self, ArmTimer, Catalog, Effect, Event, OutboundMessage, TimerRef};
 use crate::ports::{Base, ChannelSender, ContactRecord, SendError, Sent, SentRef, StoreError};
 
 use super::{Runtime, RuntimeError, log_transition};
@@ -49,6 +49,8 @@ struct Progress {
     refusals: Vec<Event>,
     /// Messages sent, to remember in whichever record is committed.
     sent: Vec<SentRef>,
+    /// Timers this executor armed itself, to cancel if the contact was erased meanwhile.
+    armed: Vec<TimerRef>,
 }
 
 impl Runtime {
@@ -78,6 +80,13 @@ impl Runtime {
             }
             let loaded = self.store.load(contact).await?;
             let Some(mut fresh) = loaded.record else {
+                // Erased while its effects were performed: a timer armed for it would
+                // fire later and bring back an empty record.
+                for timer in &progress.armed {
+                    if let Err(e) = self.timers.cancel(contact, *timer).await {
+                        tracing::warn!(contact = %contact.log_ref(), error = %e, "could not cancel an erased contact's timer");
+                    }
+                }
                 return Ok(completed);
             };
             fresh
@@ -129,6 +138,10 @@ impl Runtime {
         };
         while let Some(index) = mine(record) {
             let entry = record.outbox[index].clone();
+            let arms = match &entry.effect {
+                Effect::ArmTimer(arm) => Some(arm.timer),
+                _ => None,
+            };
             let outcome = self.perform(contact, entry.effect).await;
             if let Ok(Outcome {
                 sent: Some(sent), ..
@@ -141,6 +154,7 @@ impl Runtime {
                 Ok(Performed::Done) => {
                     record.outbox.remove(index);
                     progress.done.push(entry.id);
+                    progress.armed.extend(arms);
                 }
                 Ok(Performed::Then(rest)) => {
                     record.outbox[index].effect = rest.clone();
