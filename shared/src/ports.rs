@@ -229,6 +229,10 @@ pub trait StateStore: Send + Sync {
         consumed: &[InboxId],
     ) -> Result<Base, StoreError>;
 
+    /// Deletes inbox items without processing them. For what was queued for a contact
+    /// that has no record (erased meanwhile): it must not bring a record back.
+    async fn discard(&self, contact: &ContactId, items: &[InboxId]) -> Result<(), StoreError>;
+
     /// Whether `commit` performs `effect` itself, in the same atomic write as the record.
     /// A store whose transactions span its tables writes ledger records and timers this
     /// way and saves a write for each; the runtime then never performs them, and drops

@@ -24,7 +24,7 @@ use assent::ports::AdminStore;
 use assent::ports::{Clock, LedgerStore, StateStore};
 use assent::runtime::Runtime;
 use assent::store::DynamoStore;
-use assent::store::dynamodb::STREAM_FILTER_PATTERN;
+use assent::store::dynamodb::{CONTACT_PREFIX, LEDGER_PREFIX, STREAM_FILTER_PATTERN};
 use assent::timers::scheduler::TimeoutInput;
 use assent::timers::{Disabled, SchedulerTimers};
 use support::aws;
@@ -669,6 +669,49 @@ async fn erasing_a_contact_while_its_step_runs_leaves_no_schedule() {
         .await
         .unwrap();
     assert!(loaded.record.is_none(), "the record stays gone");
+}
+
+/// Erasure while the question waits for an answer: the schedule is pending and fires
+/// later. Its timeout finds no record and is dropped, so the contact's id is not stored
+/// again.
+#[tokio::test]
+async fn a_schedule_pending_at_erasure_brings_nothing_back() {
+    let stack = Stack::new().await;
+    let c = "4915100000052";
+    assert_eq!(stack.post(c, sandbox::text("Hello")).await, 200);
+    stack.pump().await;
+    let id = ContactId::new("whatsapp", c);
+    assert!(stack.store.erase(&id).await.unwrap());
+    stack.clock.advance(Duration::from_secs(301));
+    assert_eq!(stack.fire_due().await.len(), 1, "the schedule was pending");
+    stack.pump().await;
+    assert_eq!(
+        stack.sent_to(c).len(),
+        2,
+        "no failure message to an erased contact"
+    );
+    let left = stack
+        .store_client()
+        .query()
+        .table_name(&stack.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("{CONTACT_PREFIX}{id}")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let kept: Vec<&str> = left
+        .iter()
+        .filter_map(|item| item.get("sk")?.as_s().ok().map(String::as_str))
+        .collect();
+    assert!(
+        kept.iter().all(|sk| sk.starts_with(LEDGER_PREFIX)),
+        "only the consent ledger stays: {kept:?}"
+    );
 }
 
 #[derive(Clone, Copy)]

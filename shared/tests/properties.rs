@@ -156,6 +156,14 @@ impl StateStore for Flaky {
         self.trip()?;
         self.inner.commit(c, record, base, consumed).await
     }
+    async fn discard(
+        &self,
+        c: &ContactId,
+        items: &[assent::ports::InboxId],
+    ) -> Result<(), assent::ports::StoreError> {
+        self.trip()?;
+        self.inner.discard(c, items).await
+    }
     fn performs_in_commit(&self, effect: &assent::engine::Effect) -> bool {
         self.inner.performs_in_commit(effect)
     }

@@ -11,7 +11,7 @@ use assent::clock::{ManualClock, Timestamp};
 use assent::contact::{Address, ContactId};
 use assent::engine::{Content, Inbound, TimerRef};
 use assent::ports::{
-    Appended, Base, ContactRecord, InboxItem, StateStore, Store, StoreError, Timers,
+    Appended, Base, ContactRecord, DeliveryReport, InboxItem, StateStore, Store, StoreError, Timers,
 };
 use assent::runtime::{Runtime, RuntimeError, StepsRun};
 use assent::store::EmbeddedStore;
@@ -309,6 +309,46 @@ async fn an_answer_and_its_timeout_at_the_same_instant(race: Race) {
     assert!(record.outbox.is_empty());
 }
 
+/// What was queued for a contact after it was erased (a schedule that was pending, a
+/// late status report) is dropped: it brings no record, and so no contact id, back.
+async fn leftovers_of_an_erased_contact_bring_no_record_back(race: Race) {
+    let c = contact();
+    let timer = TimerRef {
+        run: 1,
+        wait_seq: 1,
+    };
+    let report = DeliveryReport {
+        to: message(&c, "x", Content::Text { text: "x".into() }).from,
+        provider_message_id: "wamid.sent-before-erasure".into(),
+        reason: "undeliverable".into(),
+    };
+    race.store
+        .append(&c, InboxItem::timeout(timer, T0))
+        .await
+        .unwrap();
+    race.store
+        .append(&c, InboxItem::delivery_report(report, T0))
+        .await
+        .unwrap();
+    race.a.run_steps(&c).await.unwrap();
+    let loaded = race.store.load(&c).await.unwrap();
+    assert!(loaded.record.is_none(), "no record made for them");
+    assert!(
+        loaded.inbox.is_empty(),
+        "and they are gone: {:?}",
+        loaded.inbox
+    );
+    assert!(race.sandbox.sent().is_empty());
+    // The contact writing again is a new contact, as after any erasure.
+    race.store
+        .append(&c, text(&c, "hello-again", "Hello"))
+        .await
+        .unwrap();
+    settle(&race.a, &c).await;
+    assert_eq!(race.sandbox.sent().len(), 2, "link and question");
+    assert!(race.store.load(&c).await.unwrap().record.is_some());
+}
+
 async fn embedded() -> (Arc<dyn Store>, [Arc<dyn Timers>; 2], tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("s.redb"), T0).unwrap();
@@ -382,6 +422,12 @@ async fn embedded_answer_and_timeout_at_the_same_instant() {
     an_answer_and_its_timeout_at_the_same_instant(Race::new(store, timers).await).await;
 }
 
+#[tokio::test]
+async fn embedded_leftovers_of_an_erased_contact_bring_no_record_back() {
+    let (store, timers, _dir) = embedded().await;
+    leftovers_of_an_erased_contact_bring_no_record_back(Race::new(store, timers).await).await;
+}
+
 #[cfg(feature = "aws")]
 mod dynamodb {
     use super::*;
@@ -426,6 +472,12 @@ mod dynamodb {
     async fn dynamodb_answer_and_timeout_at_the_same_instant() {
         let (store, timers) = dynamo().await;
         an_answer_and_its_timeout_at_the_same_instant(Race::new(store, timers).await).await;
+    }
+
+    #[tokio::test]
+    async fn dynamodb_leftovers_of_an_erased_contact_bring_no_record_back() {
+        let (store, timers) = dynamo().await;
+        leftovers_of_an_erased_contact_bring_no_record_back(Race::new(store, timers).await).await;
     }
 
     #[tokio::test]

@@ -60,6 +60,18 @@ pub enum Content {
 }
 
 impl Event {
+    /// Whether this event can only concern a contact the store already has a record for:
+    /// a timer or a send belongs to a conversation, which lives in a record. Found for a
+    /// contact without one, it was queued before the contact was erased.
+    pub fn follows_a_record(&self) -> bool {
+        match self {
+            Event::Timeout(_) | Event::DeliveryFailed { .. } | Event::DeliveryReported { .. } => {
+                true
+            }
+            Event::Inbound(_) | Event::Withdraw { .. } => false,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Inbound(_) => "inbound",

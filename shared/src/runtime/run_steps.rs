@@ -27,6 +27,17 @@ impl Runtime {
     pub async fn run_steps(&self, contact: &ContactId) -> Result<StepsRun, RuntimeError> {
         for _ in 0..MAX_CONFLICTS {
             let loaded = self.store.load(contact).await?;
+            if loaded.record.is_none()
+                && loaded.inbox.iter().all(|(_, i)| i.event.follows_a_record())
+            {
+                // A schedule that was pending, or a status report, for an erased contact:
+                // a record made for it would hold the contact's id again.
+                let leftovers: Vec<InboxId> = loaded.inbox.into_iter().map(|(id, _)| id).collect();
+                if !leftovers.is_empty() {
+                    self.store.discard(contact, &leftovers).await?;
+                }
+                return Ok(StepsRun::default());
+            }
             let mut record = loaded
                 .record
                 .unwrap_or_else(|| ContactRecord::new(contact.clone()));

@@ -423,6 +423,22 @@ impl StateStore for DynamoStore {
             indexed_tags: wanted.clone(),
         })
     }
+
+    async fn discard(&self, contact: &ContactId, items: &[InboxId]) -> Result<(), StoreError> {
+        let pk = contact_pk(contact);
+        for item in items {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key(PK, s(&pk))
+                .key(SK, s(&item.0))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -431,6 +431,29 @@ impl StateStore for EmbeddedStore {
         })
     }
 
+    async fn discard(&self, contact: &ContactId, items: &[InboxId]) -> Result<(), StoreError> {
+        let contact = contact.clone();
+        let seqs: Vec<u64> = items
+            .iter()
+            .map(|id| id.0.parse().map_err(corrupt))
+            .collect::<Result<_, _>>()?;
+        self.write(move |txn| {
+            let c = contact.as_str();
+            let mut inbox = txn.open_table(INBOX)?;
+            for seq in seqs {
+                inbox.remove((c, seq))?;
+            }
+            let inbox_empty = inbox.range((c, 0)..=(c, u64::MAX))?.next().is_none();
+            // A record committed meanwhile keeps its own pending mark.
+            let has_record = txn.open_table(CONTACTS)?.get(c)?.is_some();
+            if inbox_empty && !has_record {
+                mark_pending(txn, &contact, false)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     fn performs_in_commit(&self, effect: &Effect) -> bool {
         match effect {
             Effect::Record(_) | Effect::CancelTimer(_) => true,
