@@ -126,6 +126,27 @@ pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
+/// A new secret in the local AWS emulator holding `keys` (a JSON object); returns its name.
+pub async fn channel_secret(keys: &Value) -> String {
+    let config = aws_sdk_secretsmanager::config::Builder::new()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .build();
+    let name = format!("assent/{}", table_name());
+    aws_sdk_secretsmanager::Client::from_conf(config)
+        .create_secret()
+        .name(&name)
+        .secret_string(keys.to_string())
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
 pub fn spawn(binary: &str, runtime_api: &str, env: &[(&str, String)]) -> tokio::process::Child {
     let mut command = tokio::process::Command::new(binary);
     command

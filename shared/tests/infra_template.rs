@@ -8,9 +8,10 @@ mod support;
 
 use serde_json::{Value, json};
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use assent::aws::channel_secret::{self, WithSecret};
 use assent::aws::meter::Meter;
 use assent::aws::{AdminConfig, Env, StepConfig, TimeoutConfig, WebhookConfig};
 use assent::clock::{ManualClock, Timestamp};
@@ -117,6 +118,7 @@ impl Env for Recording {
         self.read.borrow_mut().insert(name.to_string());
         Some(match name {
             "ASSENT_TEMPLATE" => "request-consent-privacy".into(),
+            channel_secret::CHANNELS_VAR => "whatsapp,telegram,messenger,twilio".into(),
             "ASSENT_TEMPLATE_PARAMS" => r#"{"policy_url": "https://example.com/privacy"}"#.into(),
             n if n.starts_with("ASSENT_SCHEDULE_MAX") => "5".into(),
             _ => "value".into(),
@@ -124,13 +126,27 @@ impl Env for Recording {
     }
 }
 
+/// An environment with just these variables.
+struct Named(BTreeMap<&'static str, String>);
+
+impl Env for Named {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
 fn read_by(function: &str) -> BTreeSet<String> {
     let env = Recording {
         read: RefCell::default(),
     };
+    // The webhook and step functions take the channel keys from the secret.
+    let with_secret = || {
+        let source = channel_secret::source(&env).unwrap().unwrap();
+        WithSecret::new(&env, &source, &all_channel_keys().to_string()).unwrap()
+    };
     match function {
-        "WebhookFunction" => drop(WebhookConfig::from_env(&env).unwrap()),
-        "StepFunction" => drop(StepConfig::from_env(&env).unwrap()),
+        "WebhookFunction" => drop(WebhookConfig::from_env(&with_secret()).unwrap()),
+        "StepFunction" => drop(StepConfig::from_env(&with_secret()).unwrap()),
         "TimeoutFunction" => drop(TimeoutConfig::from_env(&env).unwrap()),
         "AdminFunction" => drop(AdminConfig::from_env(&env).unwrap()),
         other => panic!("{other}"),
@@ -138,6 +154,15 @@ fn read_by(function: &str) -> BTreeSet<String> {
     let mut read = env.read.into_inner();
     read.insert(assent::logging::FILTER_VAR.to_string());
     read
+}
+
+/// A channel secret with a value for every key of every channel.
+fn all_channel_keys() -> Value {
+    channel_secret::KEYS
+        .iter()
+        .flat_map(|(_, keys)| keys.iter())
+        .map(|key| (key.to_string(), json!("value")))
+        .collect()
 }
 
 fn keys(value: &Value) -> BTreeSet<String> {
@@ -202,10 +227,11 @@ fn called(meter: &Meter) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for operation in meter.snapshot().keys() {
         let (service, op) = operation.split_once('.').unwrap();
-        let prefix = if service == "DynamoDB" {
-            "dynamodb"
-        } else {
-            "scheduler"
+        let prefix = match service {
+            "DynamoDB" => "dynamodb",
+            "Scheduler" => "scheduler",
+            "SecretsManager" => "secretsmanager",
+            other => panic!("a call to {other}, which no grant covers"),
         };
         out.insert(format!("{prefix}:{op}"));
         if operation == "Scheduler.CreateSchedule" {
@@ -242,6 +268,17 @@ async fn observed_actions() -> HashMap<&'static str, BTreeSet<String>> {
     let meters: HashMap<&str, Meter> = FUNCTIONS.iter().map(|f| (*f, Meter::default())).collect();
     let store = |f: &str| DynamoStore::new(aws::dynamodb(&sdk, &meters[f]), &table);
 
+    // webhook and step: read the channel keys at cold start.
+    let secret = aws::channel_secret(&sdk, &all_channel_keys()).await;
+    for function in ["WebhookFunction", "StepFunction"] {
+        let env = Named(BTreeMap::from([
+            (channel_secret::SECRET_VAR, secret.clone()),
+            (channel_secret::CHANNELS_VAR, "whatsapp".to_string()),
+        ]));
+        let client = aws::secrets(&sdk, &meters[function]);
+        let env = channel_secret::load(&client, env).await.unwrap();
+        assert_eq!(env.var("WHATSAPP_APP_SECRET").as_deref(), Some("value"));
+    }
     // webhook: stores inbound messages.
     let webhook = store("WebhookFunction");
     let contact = ContactId::new("whatsapp", "4915100000009");
@@ -449,6 +486,13 @@ fn grants_are_scoped_to_the_stack_resources() {
                             .contains("schedule/${ScheduleGroup}/*"),
                         "{function} {action}"
                     ),
+                    "secretsmanager" => assert!(
+                        resource["!Sub"]
+                            .as_str()
+                            .unwrap()
+                            .ends_with(":secret:${ChannelSecretName}-??????"),
+                        "{function} {action}: the channel secret only"
+                    ),
                     "iam" => {
                         assert_eq!(resource, &json!({"!GetAtt": "SchedulerRole.Arn"}));
                         assert_eq!(
@@ -518,7 +562,7 @@ fn the_table_and_stream_match_what_the_code_expects() {
 }
 
 #[test]
-fn no_secret_is_a_template_parameter() {
+fn no_secret_is_a_template_parameter_or_a_variable() {
     let t = template();
     for (name, parameter) in t["Parameters"].as_object().unwrap() {
         let upper = name.to_uppercase();
@@ -528,22 +572,24 @@ fn no_secret_is_a_template_parameter() {
         assert!(!holds_secret, "{name}: {parameter}");
     }
     for function in FUNCTIONS {
-        for (name, value) in t["Resources"][function]["Properties"]["Environment"]["Variables"]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
-            if name.contains("SECRET") || name.contains("TOKEN") || name.ends_with("ACCOUNT_SID") {
-                // Either the reference, or the reference when the channel is enabled.
-                let reference = value["!Sub"]
-                    .as_str()
-                    .or_else(|| value["!If"][1]["!Sub"].as_str())
-                    .unwrap_or_default();
-                assert!(
-                    reference.starts_with("{{resolve:secretsmanager:"),
-                    "{function} {name} must come from Secrets Manager"
-                );
-            }
+        let variables = &t["Resources"][function]["Properties"]["Environment"]["Variables"];
+        for (name, value) in variables.as_object().into_iter().flatten() {
+            // Resolved into a variable, a key is readable with GetFunctionConfiguration.
+            assert!(
+                !channel_secret::is_key(name),
+                "{function} {name}: read from the secret at cold start instead"
+            );
+            assert!(
+                !value.to_string().contains("{{resolve:"),
+                "{function} {name}: a resolved secret"
+            );
+        }
+        if function == "WebhookFunction" || function == "StepFunction" {
+            assert_eq!(
+                variables[channel_secret::SECRET_VAR],
+                json!({"!Ref": "ChannelSecretName"}),
+                "{function}"
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 //! API emulator, against the local AWS emulator, with one invocation queued; the time is
 //! from spawning the process to the emulator receiving that invocation's answer. That is
 //! what a cold invocation adds on Lambda (minus the platform's own init), measured here.
+//! The webhook and step functions include reading the channel secret.
 //!
 //! `scripts/bench-cold-start [runs]` builds the release binaries, starts the AWS emulator
 //! and runs this: `cold_start <binaries dir> <runs>`.
@@ -35,7 +36,7 @@ fn http_event(method: &str, path: &str, route: &str, headers: Value, body: &str)
 /// A binary's name, its environment and the invocation to queue.
 type Function = (&'static str, Vec<(&'static str, String)>, Value);
 
-fn functions(table: &str, run: usize) -> Vec<Function> {
+fn functions(table: &str, secret: &str, run: usize) -> Vec<Function> {
     let wa_id = format!("49151{run:07}");
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages",
         "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "PNID"},
@@ -64,7 +65,8 @@ fn functions(table: &str, run: usize) -> Vec<Function> {
             "assent-webhook",
             vec![
                 ("ASSENT_TABLE", table.clone()),
-                ("WHATSAPP_APP_SECRET", SECRET.into()),
+                ("ASSENT_CHANNEL_SECRET", secret.into()),
+                ("ASSENT_CHANNELS", "whatsapp".into()),
             ],
             webhook,
         ),
@@ -72,6 +74,8 @@ fn functions(table: &str, run: usize) -> Vec<Function> {
             "assent-step",
             vec![
                 ("ASSENT_TABLE", table.clone()),
+                ("ASSENT_CHANNEL_SECRET", secret.into()),
+                ("ASSENT_CHANNELS", "whatsapp".into()),
                 ("ASSENT_SCHEDULE_GROUP", "g".into()),
                 (
                     "ASSENT_TIMEOUT_TARGET_ARN",
@@ -113,9 +117,13 @@ async fn main() {
     let client = dynamodb().await;
     let table = table_name();
     DynamoStore::create_table(&client, &table).await.unwrap();
+    // The webhook and step functions read their channel keys from it at init, as on AWS.
+    let secret = channel_secret(&json!({"WHATSAPP_APP_SECRET": SECRET,
+        "WHATSAPP_VERIFY_TOKEN": "verify", "WHATSAPP_ACCESS_TOKEN": "token"}))
+    .await;
     let mut times: Vec<(&str, Vec<Duration>)> = Vec::new();
     for run in 0..runs {
-        for (i, (name, env, event)) in functions(&table, run).into_iter().enumerate() {
+        for (i, (name, env, event)) in functions(&table, &secret, run).into_iter().enumerate() {
             let (emulator, addr) = emulator().await;
             emulator.invoke("cold", event);
             let started = Instant::now();

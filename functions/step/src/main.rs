@@ -7,7 +7,8 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     assent::logging::init(false); // CloudWatch stamps each line
     let sdk = assent::aws::sdk_config().await;
-    let config = assent::aws::StepConfig::from_env(&assent::aws::ProcessEnv)?;
+    let env = assent::aws::channel_env(&sdk).await?;
+    let config = assent::aws::StepConfig::from_env(&env)?;
     let (runtime, store) = assent::aws::step_runtime(&sdk, config).await?;
     let (runtime, store) = (&runtime, &store);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

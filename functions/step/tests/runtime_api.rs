@@ -22,24 +22,17 @@ async fn the_step_binary_publishes_its_workflow_and_answers_a_stream_batch() {
     let record = json!({"eventID": "1", "eventName": "INSERT", "awsRegion": "us-east-1", "eventSource": "aws:dynamodb",
         "dynamodb": {"Keys": {"pk": {"S": "c#whatsapp:1"}, "sk": {"S": "in#msg:x"}}, "SequenceNumber": "100", "SizeBytes": 10, "StreamViewType": "NEW_IMAGE"}});
     emulator.invoke("batch-1", json!({"Records": [record]}));
+    let secret = channel_secret(
+        &json!({"WHATSAPP_APP_SECRET": "a", "WHATSAPP_VERIFY_TOKEN": "v",
+        "WHATSAPP_ACCESS_TOKEN": "t"}),
+    )
+    .await;
     let started = Instant::now();
-    let env = [
-        ("ASSENT_TABLE", table.clone()),
-        ("ASSENT_SCHEDULE_GROUP", "g".to_string()),
-        (
-            "ASSENT_TIMEOUT_TARGET_ARN",
-            "arn:aws:lambda:us-east-1:123456789012:function:t".to_string(),
-        ),
-        (
-            "ASSENT_SCHEDULER_ROLE_ARN",
-            "arn:aws:iam::123456789012:role/r".to_string(),
-        ),
-        (
-            "ASSENT_TEMPLATE_PARAMS",
-            r#"{"policy_url": "https://example.com/privacy"}"#.to_string(),
-        ),
-    ];
-    let _child = spawn(env!("CARGO_BIN_EXE_assent-step"), &addr, &env);
+    let _child = spawn(
+        env!("CARGO_BIN_EXE_assent-step"),
+        &addr,
+        &step_env(&table, secret),
+    );
     let answer = emulator.answer("batch-1").await.expect("a batch response");
     println!(
         "assent-step (debug build): start to first finished invocation {:?}",
@@ -53,4 +46,50 @@ async fn the_step_binary_publishes_its_workflow_and_answers_a_stream_batch() {
         .unwrap();
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].id, "request-consent-privacy");
+}
+
+/// What the template sets for the step function, with the channel keys in `secret`.
+fn step_env(table: &str, secret: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("ASSENT_CHANNEL_SECRET", secret),
+        ("ASSENT_CHANNELS", "whatsapp".to_string()),
+        ("ASSENT_TABLE", table.to_string()),
+        ("ASSENT_SCHEDULE_GROUP", "g".to_string()),
+        (
+            "ASSENT_TIMEOUT_TARGET_ARN",
+            "arn:aws:lambda:us-east-1:123456789012:function:t".to_string(),
+        ),
+        (
+            "ASSENT_SCHEDULER_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/r".to_string(),
+        ),
+        (
+            "ASSENT_TEMPLATE_PARAMS",
+            r#"{"policy_url": "https://example.com/privacy"}"#.to_string(),
+        ),
+    ]
+}
+
+/// A secret that lacks a key of a channel the function is to serve: the function does
+/// not start (on Lambda: an init error, and the event is retried), rather than serve the
+/// channel half configured.
+#[tokio::test]
+async fn the_step_binary_does_not_start_without_its_channels_keys() {
+    let client = dynamodb().await;
+    let table = table_name();
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    let (emulator, addr) = emulator().await;
+    emulator.invoke("batch-1", json!({"Records": []}));
+    let secret =
+        channel_secret(&json!({"WHATSAPP_APP_SECRET": "a", "WHATSAPP_VERIFY_TOKEN": "v"})).await;
+    let mut child = spawn(
+        env!("CARGO_BIN_EXE_assent-step"),
+        &addr,
+        &step_env(&table, secret),
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("the binary gave up")
+        .unwrap();
+    assert!(!status.success());
 }

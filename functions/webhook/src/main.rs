@@ -6,7 +6,8 @@
 async fn main() -> Result<(), lambda_http::Error> {
     assent::logging::init(false); // CloudWatch stamps each line
     let sdk = assent::aws::sdk_config().await;
-    let config = assent::aws::WebhookConfig::from_env(&assent::aws::ProcessEnv)?;
+    let env = assent::aws::channel_env(&sdk).await?;
+    let config = assent::aws::WebhookConfig::from_env(&env)?;
     let runtime = assent::aws::webhook_runtime(&sdk, config);
     lambda_http::run(assent::http::router(runtime)).await
 }

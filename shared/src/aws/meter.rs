@@ -73,6 +73,7 @@ pub fn totals(before: &BTreeMap<String, Usage>, after: &BTreeMap<String, Usage>)
         let calls = now.calls - was.calls;
         match operation.split_once('.') {
             Some(("Scheduler", _)) => t.scheduler_calls += calls,
+            Some((service, _)) if service != "DynamoDB" => {}
             Some((_, op)) if is_read(op) => {
                 t.read_units += units;
                 t.dynamodb_calls += calls;
@@ -97,10 +98,11 @@ fn is_read(operation: &str) -> bool {
 fn operation(cfg: &ConfigBag) -> String {
     match cfg.load::<Metadata>() {
         Some(m) => {
-            let service = if m.service().eq_ignore_ascii_case("dynamodb") {
-                "DynamoDB"
-            } else {
-                "Scheduler"
+            let service = match m.service().to_ascii_lowercase().as_str() {
+                "dynamodb" => "DynamoDB",
+                "scheduler" => "Scheduler",
+                "secrets manager" => "SecretsManager",
+                _ => "other",
             };
             format!("{service}.{}", m.name())
         }

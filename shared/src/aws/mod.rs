@@ -3,6 +3,7 @@
 //! `AWS_ENDPOINT_URL` is honoured (by aws-config), so the same binaries run against a
 //! local emulator.
 
+pub mod channel_secret;
 pub mod meter;
 pub mod step;
 pub mod timeout;
@@ -37,6 +38,12 @@ pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
 }
 
+impl<E: Env + ?Sized> Env for &E {
+    fn var(&self, name: &str) -> Option<String> {
+        (**self).var(name)
+    }
+}
+
 pub struct ProcessEnv;
 
 impl Env for ProcessEnv {
@@ -62,6 +69,14 @@ fn number(env: &dyn Env, name: &'static str, default: i32) -> Result<i32, SetupE
 /// The SDK configuration from the environment (region, credentials, AWS_ENDPOINT_URL).
 pub async fn sdk_config() -> SdkConfig {
     aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+/// The process environment with the channel keys from the secret it names, if any
+/// (`channel_secret`): what the webhook and step functions configure themselves from.
+pub async fn channel_env(
+    sdk: &SdkConfig,
+) -> Result<channel_secret::WithSecret<ProcessEnv>, SetupError> {
+    channel_secret::load(&aws_sdk_secretsmanager::Client::new(sdk), ProcessEnv).await
 }
 
 /// The webhook function's configuration.

@@ -204,6 +204,26 @@ pub mod aws {
         }
     }
 
+    pub fn secrets(sdk: &SdkConfig, meter: &Meter) -> aws_sdk_secretsmanager::Client {
+        let config = aws_sdk_secretsmanager::config::Builder::from(sdk)
+            .interceptor(meter.clone())
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(config)
+    }
+
+    /// A fresh channel secret holding `keys` (a JSON object); returns its name.
+    pub async fn channel_secret(sdk: &SdkConfig, keys: &serde_json::Value) -> String {
+        let name = super::unique("assent/channels");
+        aws_sdk_secretsmanager::Client::new(sdk)
+            .create_secret()
+            .name(&name)
+            .secret_string(keys.to_string())
+            .send()
+            .await
+            .unwrap();
+        name
+    }
+
     /// A client for set-up calls that should not count against a budget.
     pub fn dynamodb_without_meter() -> aws_sdk_dynamodb::Client {
         let config = aws_sdk_dynamodb::config::Builder::new()
