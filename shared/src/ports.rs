@@ -79,9 +79,13 @@ impl ContactRecord {
     }
 
     /// The event to apply for `event`: a later delivery report becomes a delivery
-    /// failure of the run that sent the message, when it is one of those remembered.
+    /// failure of the run that sent the message, when it is one of those remembered; a
+    /// message while the waiting question is still to be sent is not an answer to it.
     pub fn resolve(&self, event: &Event) -> Event {
         match event {
+            Event::Inbound(message) if self.question_unsent() => {
+                Event::InboundBeforeQuestion(message.clone())
+            }
             Event::DeliveryReported {
                 provider_message_id,
                 reason,
@@ -94,6 +98,17 @@ impl ContactRecord {
             },
             other => other.clone(),
         }
+    }
+
+    /// Whether the question the run waits on is still in the outbox: decided, not yet
+    /// with the channel (its send carries the timer that starts once it is).
+    fn question_unsent(&self) -> bool {
+        let Some(wait) = self.state.active_run().and_then(|r| r.wait.as_ref()) else {
+            return false;
+        };
+        self.outbox.iter().any(|entry| {
+            matches!(&entry.effect, Effect::Send { then_arm: Some(arm), .. } if arm.timer.wait_seq == wait.seq)
+        })
     }
 
     /// Appends effects to the outbox, each with a new id.

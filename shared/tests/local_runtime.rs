@@ -294,6 +294,28 @@ async fn an_outage_longer_than_the_retries_keeps_the_message_for_later() {
     assert!(sent[0].text().contains("privacy policy"));
 }
 
+/// The contact writes again while the channel is down and the question not sent: those
+/// messages are not (invalid) answers to a question they never saw. Once the channel is
+/// back the question goes out once, and the contact's tap answers it.
+#[tokio::test]
+async fn messages_during_an_outage_do_not_answer_the_unsent_question() {
+    let mut s = Setup::new().await;
+    let app = s.open().await;
+    for n in 1..=3 {
+        s.sandbox.fail_in(n, 503, json!({}));
+    }
+    post(&app, &s.body(sandbox::text("Hello"))).await;
+    assert!(s.sandbox.sent().is_empty(), "the channel is down");
+    post(&app, &s.body(sandbox::text("Hello?"))).await;
+    let sent = s.sandbox.sent();
+    assert_eq!(texts(&sent).len(), 2, "{:?}", texts(&sent));
+    assert_eq!(sent[1].options().len(), 1, "the question, asked once");
+    post(&app, &s.body(agree())).await;
+    let sent = s.sandbox.sent();
+    assert_eq!(sent.len(), 3, "{:?}", texts(&sent));
+    assert!(sent[2].text().starts_with("Thank you"));
+}
+
 #[tokio::test]
 async fn after_an_outage_the_doorbell_tries_again_by_itself() {
     let mut s = Setup::new().await;

@@ -309,6 +309,44 @@ async fn an_answer_and_its_timeout_at_the_same_instant(race: Race) {
     assert!(record.outbox.is_empty());
 }
 
+/// Messages that come in a burst are applied together: the question that the first one
+/// triggers is still in the outbox when the others are applied, so they cannot be answers
+/// to it. It is asked once, and still waits for its answer.
+async fn a_burst_of_messages_is_asked_once(race: Race) {
+    let c = contact();
+    for (id, words) in [("m1", "Hi"), ("m2", "I would like to order"), ("m3", "ok")] {
+        race.store.append(&c, text(&c, id, words)).await.unwrap();
+    }
+    settle(&race.a, &c).await;
+    let sent = race.sandbox.sent();
+    let texts: Vec<String> = sent.iter().map(|m| m.text()).collect();
+    assert_eq!(texts.len(), 2, "link and question, once: {texts:?}");
+    let record = race.store.load(&c).await.unwrap().record.unwrap();
+    let run = record.state.active_run().expect("the run goes on");
+    assert!(run.wait.is_some(), "the question still waits");
+    assert!(run.jumps.is_empty(), "no retry was spent: {:?}", run.jumps);
+    let tap = InboxItem::inbound(
+        message(
+            &c,
+            "m4",
+            Content::Choice {
+                id: "agree".into(),
+                label: "AGREE & PROCEED".into(),
+            },
+        ),
+        T0,
+    );
+    race.store.append(&c, tap).await.unwrap();
+    settle(&race.a, &c).await;
+    let sent = race.sandbox.sent();
+    assert_eq!(sent.len(), 3);
+    assert!(
+        sent[2].text().starts_with("Thank you"),
+        "{}",
+        sent[2].text()
+    );
+}
+
 /// What was queued for a contact after it was erased (a schedule that was pending, a
 /// late status report) is dropped: it brings no record, and so no contact id, back.
 async fn leftovers_of_an_erased_contact_bring_no_record_back(race: Race) {
@@ -423,6 +461,12 @@ async fn embedded_answer_and_timeout_at_the_same_instant() {
 }
 
 #[tokio::test]
+async fn embedded_a_burst_of_messages_is_asked_once() {
+    let (store, timers, _dir) = embedded().await;
+    a_burst_of_messages_is_asked_once(Race::new(store, timers).await).await;
+}
+
+#[tokio::test]
 async fn embedded_leftovers_of_an_erased_contact_bring_no_record_back() {
     let (store, timers, _dir) = embedded().await;
     leftovers_of_an_erased_contact_bring_no_record_back(Race::new(store, timers).await).await;
@@ -472,6 +516,12 @@ mod dynamodb {
     async fn dynamodb_answer_and_timeout_at_the_same_instant() {
         let (store, timers) = dynamo().await;
         an_answer_and_its_timeout_at_the_same_instant(Race::new(store, timers).await).await;
+    }
+
+    #[tokio::test]
+    async fn dynamodb_a_burst_of_messages_is_asked_once() {
+        let (store, timers) = dynamo().await;
+        a_burst_of_messages_is_asked_once(Race::new(store, timers).await).await;
     }
 
     #[tokio::test]

@@ -10,6 +10,11 @@ use crate::contact::Address;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     Inbound(Inbound),
+    /// A message applied while the question it would answer has not reached the channel
+    /// yet (decided in the same batch, or its send is being retried): the contact cannot
+    /// have seen that question, so this is not an answer to it. The runtime turns an
+    /// [`Event::Inbound`] into this when the record's outbox still holds the question.
+    InboundBeforeQuestion(Inbound),
     Timeout(TimerRef),
     /// A message of `run` was refused by the channel for good (bad recipient, window
     /// closed). Not a retryable failure: those are retried before this is reported.
@@ -68,13 +73,14 @@ impl Event {
             Event::Timeout(_) | Event::DeliveryFailed { .. } | Event::DeliveryReported { .. } => {
                 true
             }
-            Event::Inbound(_) | Event::Withdraw { .. } => false,
+            Event::Inbound(_) | Event::InboundBeforeQuestion(_) | Event::Withdraw { .. } => false,
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Inbound(_) => "inbound",
+            Event::InboundBeforeQuestion(_) => "inbound_before_question",
             Event::Timeout(_) => "timeout",
             Event::DeliveryFailed { .. } => "delivery_failed",
             Event::DeliveryReported { .. } => "delivery_reported",

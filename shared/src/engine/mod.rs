@@ -55,6 +55,9 @@ pub enum Happened {
     AnswerInvalid,
     /// A message arrived while no question was waiting: kept, changes nothing.
     NotWaiting,
+    /// A message arrived before the question it would answer reached the channel: not an
+    /// answer, changes nothing (the question still waits).
+    BeforeQuestion,
     TimedOut,
     DelayOver,
     /// A timer for a wait that is no longer current: ignored.
@@ -78,6 +81,10 @@ pub fn apply(
     let mut effects = Vec::new();
     let happened = match event {
         Event::Inbound(message) => on_inbound(state, message, now, catalog, &mut effects),
+        Event::InboundBeforeQuestion(message) => {
+            note_sender(state, message, now, catalog, &mut effects)
+                .unwrap_or(Happened::BeforeQuestion)
+        }
         Event::Timeout(timer) => on_timeout(state, *timer, now, catalog, &mut effects),
         Event::DeliveryFailed { run, reason } => {
             on_delivery_failed(state, *run, reason, now, catalog, &mut effects)
@@ -107,6 +114,31 @@ pub fn apply(
     }
 }
 
+/// What every message does first: it says where to reply and who the contact is, and a
+/// withdrawal keyword withdraws whatever else is going on (`Some`: that happened).
+fn note_sender(
+    state: &mut ContactState,
+    message: &Inbound,
+    now: Timestamp,
+    catalog: &Catalog,
+    effects: &mut Vec<Effect>,
+) -> Option<Happened> {
+    state.profile.address = Some(message.from.clone());
+    if let Some(name) = message.name.as_ref().filter(|n| !n.trim().is_empty()) {
+        state.profile.name = Some(name.clone());
+    }
+    if !is_withdrawal(state, message, catalog) {
+        return None;
+    }
+    let how = Details {
+        provider_message_id: Some(message.message_id.clone()),
+        text: text_of(message),
+        provider_at: message.sent_at,
+        ..Details::default()
+    };
+    Some(withdraw(state, how, now, catalog, effects))
+}
+
 fn on_inbound(
     state: &mut ContactState,
     message: &Inbound,
@@ -114,18 +146,8 @@ fn on_inbound(
     catalog: &Catalog,
     effects: &mut Vec<Effect>,
 ) -> Happened {
-    state.profile.address = Some(message.from.clone());
-    if let Some(name) = message.name.as_ref().filter(|n| !n.trim().is_empty()) {
-        state.profile.name = Some(name.clone());
-    }
-    if is_withdrawal(state, message, catalog) {
-        let how = Details {
-            provider_message_id: Some(message.message_id.clone()),
-            text: text_of(message),
-            provider_at: message.sent_at,
-            ..Details::default()
-        };
-        return withdraw(state, how, now, catalog, effects);
+    if let Some(withdrawn) = note_sender(state, message, now, catalog, effects) {
+        return withdrawn;
     }
     if state.conversation.is_none() {
         return open_conversation(state, now, catalog, effects);
