@@ -105,6 +105,22 @@ impl Chat {
         self.receive(Content::Text { text: text.into() })
     }
 
+    /// A message the runtime applies while the question is still in the outbox.
+    fn say_before_the_question(&mut self, text: &str) -> Transition {
+        self.messages += 1;
+        self.apply(Event::InboundBeforeQuestion(Inbound {
+            from: Address {
+                channel: "whatsapp".into(),
+                user_id: "4915112345678".into(),
+                via: Some("PNID2".into()),
+            },
+            message_id: format!("wamid.{}", self.messages),
+            name: Some("Zoë B.".into()),
+            content: Content::Text { text: text.into() },
+            sent_at: Some(self.now),
+        }))
+    }
+
     fn tap(&mut self, id: &str, label: &str) -> Transition {
         self.receive(Content::Choice {
             id: id.into(),
@@ -624,6 +640,40 @@ fn revoke_during_the_question_ends_the_run_without_a_record_to_withdraw() {
             .unwrap()
             .starts_with("You have withdrawn")
     );
+}
+
+#[test]
+fn a_message_before_the_question_is_no_answer_but_a_withdrawal_still_counts() {
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    let sent = chat.sent.len();
+    let early = chat.say_before_the_question("agree & proceed");
+    assert_eq!(early.happened, Happened::BeforeQuestion);
+    assert_eq!(chat.sent.len(), sent, "nothing sent, nothing re-asked");
+    assert!(
+        !chat.tagged(),
+        "typed before the question existed: no consent"
+    );
+    let profile = &chat.state.profile;
+    assert_eq!(
+        profile.name.as_deref(),
+        Some("Zoë B."),
+        "who wrote is noted"
+    );
+    assert_eq!(
+        profile.address.as_ref().and_then(|a| a.via.as_deref()),
+        Some("PNID2")
+    );
+    chat.tap("agree", "AGREE & PROCEED");
+    assert_accepted(&chat);
+
+    let mut chat = Chat::consent();
+    chat.say("Hello");
+    assert_eq!(
+        chat.say_before_the_question("STOP").happened,
+        Happened::Withdrawn
+    );
+    assert_eq!(chat.outcome(), Some(RunOutcome::Withdrawn));
 }
 
 #[test]
