@@ -86,39 +86,36 @@ impl Chat {
         self.armed.push((arm.timer, deadline));
     }
 
-    fn receive(&mut self, content: Content) -> Transition {
+    /// The contact's next message, from `name`, written to the business number `via`.
+    fn message(&mut self, content: Content, via: &str, name: &str) -> Inbound {
         self.messages += 1;
-        self.apply(Event::Inbound(Inbound {
+        Inbound {
             from: Address {
                 channel: "whatsapp".into(),
                 user_id: "4915112345678".into(),
-                via: Some("PNID".into()),
+                via: Some(via.into()),
             },
             message_id: format!("wamid.{}", self.messages),
-            name: Some("Zoë".into()),
+            name: Some(name.into()),
             content,
             sent_at: Some(self.now),
-        }))
+        }
+    }
+
+    fn receive(&mut self, content: Content) -> Transition {
+        let message = self.message(content, "PNID", "Zoë");
+        self.apply(Event::Inbound(message))
     }
 
     fn say(&mut self, text: &str) -> Transition {
         self.receive(Content::Text { text: text.into() })
     }
 
-    /// A message the runtime applies while the question is still in the outbox.
+    /// A message the runtime applies while the question is still in the outbox, from
+    /// another display name and to another business number.
     fn say_before_the_question(&mut self, text: &str) -> Transition {
-        self.messages += 1;
-        self.apply(Event::InboundBeforeQuestion(Inbound {
-            from: Address {
-                channel: "whatsapp".into(),
-                user_id: "4915112345678".into(),
-                via: Some("PNID2".into()),
-            },
-            message_id: format!("wamid.{}", self.messages),
-            name: Some("Zoë B.".into()),
-            content: Content::Text { text: text.into() },
-            sent_at: Some(self.now),
-        }))
+        let message = self.message(Content::Text { text: text.into() }, "PNID2", "Zoë B.");
+        self.apply(Event::InboundBeforeQuestion(message))
     }
 
     fn tap(&mut self, id: &str, label: &str) -> Transition {
