@@ -128,6 +128,33 @@ impl Stack {
         }
     }
 
+    /// A request to the admin API, as the admin function serves it (over this table, its
+    /// events woken by the stream). Returns the status and the JSON body.
+    async fn admin(&self, method: &str, path: &str) -> (u16, Value) {
+        let api = assent::admin::AdminApi {
+            runtime: self.timeout.clone(),
+            store: Arc::new(self.store.clone()),
+            doorbell: Arc::new(assent::aws::StreamDoorbell),
+        };
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = assent::admin::router(api, None)
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     /// POSTs a signed WhatsApp body as an API Gateway HTTP API (v2) event.
     async fn post(&self, wa_id: &str, message: Value) -> u16 {
         self.post_via(Ingress::HttpApi, wa_id, message).await
@@ -712,6 +739,58 @@ async fn a_schedule_pending_at_erasure_brings_nothing_back() {
         kept.iter().all(|sk| sk.starts_with(LEDGER_PREFIX)),
         "only the consent ledger stays: {kept:?}"
     );
+}
+
+/// A contact parked after a channel outage that outlasted its retries resumes from the
+/// admin API, without waiting for the contact to write again. Nothing is decided twice.
+#[tokio::test]
+async fn a_parked_contact_resumes_from_the_admin_api() {
+    let stack = Stack::new().await;
+    let c = "4915100000053";
+    let path = |tail: &str| format!("/admin/contacts/whatsapp:{c}{tail}");
+    stack.post(c, sandbox::text("Hello")).await;
+    let records = stack.new_records().await;
+    for n in 1..=3 {
+        stack.sandbox.fail_in(n, 503, json!({}));
+    }
+    assert_eq!(stack.deliver(records.clone()).await.len(), 1, "retried");
+    let created = records[0]["dynamodb"]["ApproximateCreationDateTime"]
+        .as_i64()
+        .unwrap();
+    let later = Timestamp::from_secs(created + 2 * 3600);
+    stack.clock.advance(stack.clock.now().until(later));
+    for n in 1..=3 {
+        stack.sandbox.fail_in(n, 503, json!({}));
+    }
+    assert!(stack.deliver(records).await.is_empty(), "parked");
+    assert!(stack.sent_to(c).is_empty());
+    let (_, contact) = stack.admin("GET", &path("")).await;
+    assert_eq!(
+        contact["pending_effects"], 3,
+        "link, question (its timer starts once sent), the ledger's record"
+    );
+
+    let (status, body) = stack.admin("POST", &path("/resume")).await;
+    assert_eq!((status, &body["status"]), (202, &json!("queued")));
+    stack.pump().await;
+    let sent = stack.sent_to(c);
+    assert_eq!(
+        sent.len(),
+        2,
+        "{:?}",
+        sent.iter().map(|m| m.text()).collect::<Vec<_>>()
+    );
+    assert!(sent[0].text().contains("privacy policy"));
+    let (status, body) = stack.admin("POST", &path("/resume")).await;
+    assert_eq!((status, &body["status"]), (200, &json!("nothing pending")));
+    let (status, _) = stack
+        .admin("POST", "/admin/contacts/whatsapp:0/resume")
+        .await;
+    assert_eq!(status, 404);
+
+    stack.post(c, agree()).await;
+    stack.pump().await;
+    assert!(stack.sent_to(c)[2].text().starts_with("Thank you"));
 }
 
 #[derive(Clone, Copy)]

@@ -397,6 +397,7 @@ async fn observed_actions() -> HashMap<&'static str, BTreeSet<String>> {
         ("GET", format!("/admin/contacts/{id}"), None),
         ("GET", format!("/admin/contacts/{id}/consent"), None),
         ("POST", format!("/admin/contacts/{id}/consent/withdraw"), None),
+        ("POST", format!("/admin/contacts/{id}/resume"), None),
         ("GET", "/admin/consent/export".to_string(), None),
         ("GET", "/admin/reports/consent?workflow=tag-untag".to_string(), None),
         ("GET", "/admin/workflows".to_string(), None),

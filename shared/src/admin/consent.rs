@@ -5,11 +5,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AdminApi, error, ok, unavailable};
+use super::{AdminApi, REQUESTED_BY, error, ok, queue, unavailable};
 use crate::clock::Timestamp;
 use crate::contact::ContactId;
 use crate::engine::{ConsentRecord, Event, ledger};
-use crate::ports::InboxItem;
 
 /// GET /admin/contacts/{id}/consent: the ledger and whether its chain verifies.
 pub async fn ledger(State(api): State<AdminApi>, Path(id): Path<String>) -> Response {
@@ -47,23 +46,10 @@ pub async fn withdraw(State(api): State<AdminApi>, Path(id): Path<String>) -> Re
         Err(e) => return unavailable(e),
         Ok(_) => {}
     }
-    let now = api.runtime.now();
-    let item = InboxItem {
-        key: format!("withdraw:{}", now.millis()),
-        received_at: now,
-        event: Event::Withdraw {
-            requested_by: "admin-api".into(),
-        },
+    let event = Event::Withdraw {
+        requested_by: REQUESTED_BY.into(),
     };
-    if let Err(e) = api.store.append(&id, item).await {
-        return unavailable(e);
-    }
-    api.doorbell.ring(&id);
-    (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"contact": id, "status": "queued"})),
-    )
-        .into_response()
+    queue(&api, &id, "withdraw", event).await
 }
 
 #[derive(Deserialize)]

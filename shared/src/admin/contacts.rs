@@ -4,8 +4,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AdminApi, error, ok, unavailable};
+use super::{AdminApi, REQUESTED_BY, error, ok, queue, unavailable};
 use crate::contact::ContactId;
+use crate::engine::Event;
 use crate::ports::ContactRecord;
 
 #[derive(Deserialize)]
@@ -72,6 +73,27 @@ pub async fn show(State(api): State<AdminApi>, Path(id): Path<String>) -> Respon
     body["last_closed_conversation"] = json!(record.state.last_closed);
     body["pending_effects"] = json!(record.outbox.len());
     ok(body)
+}
+
+/// POST /admin/contacts/{id}/resume: tries the contact's pending effects again, for a
+/// contact parked after a channel outage that outlasted its retries (on AWS; locally the
+/// runner keeps retrying by itself). 202 when there are effects to try, 200 when none.
+pub async fn resume(State(api): State<AdminApi>, Path(id): Path<String>) -> Response {
+    let id = ContactId::from_stored(id);
+    let pending = match api.store.load(&id).await {
+        Ok(loaded) => match loaded.record {
+            Some(record) => record.outbox.len(),
+            None => return error(StatusCode::NOT_FOUND, "no such contact"),
+        },
+        Err(e) => return unavailable(e),
+    };
+    if pending == 0 {
+        return ok(json!({"contact": id, "status": "nothing pending"}));
+    }
+    let event = Event::Resume {
+        requested_by: REQUESTED_BY.into(),
+    };
+    queue(&api, &id, "resume", event).await
 }
 
 /// DELETE /admin/contacts/{id}: erasure (docs/privacy.md: the ledger stays).

@@ -1,5 +1,5 @@
 //! The admin API under `/admin` (docs/admin-api.yaml): segments, contacts, the consent
-//! ledger, withdrawal, erasure, export, workflows and reports. The same router serves
+//! ledger, withdrawal, resuming pending effects, erasure, export, workflows and reports. The same router serves
 //! `assent-local` (bearer token) and the admin Lambda function (IAM auth at the gateway).
 
 mod consent;
@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-use crate::ports::{AdminStore, Doorbell, Store, StoreError};
+use crate::contact::ContactId;
+use crate::engine::Event;
+use crate::ports::{AdminStore, Doorbell, InboxItem, Store, StoreError};
 use crate::runtime::Runtime;
 
 /// Every admin route, as docs/admin-api.yaml documents them (a test keeps the two in step).
@@ -27,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/admin/contacts/{id}"),
     ("GET", "/admin/contacts/{id}/consent"),
     ("POST", "/admin/contacts/{id}/consent/withdraw"),
+    ("POST", "/admin/contacts/{id}/resume"),
     ("GET", "/admin/consent/export"),
     ("GET", "/admin/workflows"),
     ("POST", "/admin/workflows"),
@@ -62,6 +65,7 @@ pub fn router(api: AdminApi, token: Option<String>) -> Router {
             "/admin/contacts/{id}/consent/withdraw",
             post(consent::withdraw),
         )
+        .route("/admin/contacts/{id}/resume", post(contacts::resume))
         .route("/admin/consent/export", get(consent::export))
         .route(
             "/admin/workflows",
@@ -102,6 +106,29 @@ async fn bearer(State(token): State<Arc<String>>, request: Request, next: Next) 
 
 pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, axum::Json(json!({"error": message.to_string()}))).into_response()
+}
+
+/// Who the events the admin API queues say asked for them.
+pub(crate) const REQUESTED_BY: &str = "admin-api";
+
+/// Queues `event` in the contact's inbox, like anything that comes in, and wakes its
+/// steps: the engine applies it in order with the rest. 202.
+pub(crate) async fn queue(api: &AdminApi, id: &ContactId, kind: &str, event: Event) -> Response {
+    let now = api.runtime.now();
+    let item = InboxItem {
+        key: format!("{kind}:{}", now.millis()),
+        received_at: now,
+        event,
+    };
+    if let Err(e) = api.store.append(id, item).await {
+        return unavailable(e);
+    }
+    api.doorbell.ring(id);
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"contact": id, "status": "queued"})),
+    )
+        .into_response()
 }
 
 pub(crate) fn ok(value: Value) -> Response {

@@ -33,6 +33,12 @@ pub enum Event {
     Withdraw {
         requested_by: String,
     },
+    /// Asked for outside the conversation (the admin API): try the contact's pending
+    /// effects again, after a channel outage that outlasted the retries. Decides nothing;
+    /// running the steps for it performs the outbox.
+    Resume {
+        requested_by: String,
+    },
 }
 
 /// A message from a contact, normalized from any channel.
@@ -70,9 +76,10 @@ impl Event {
     /// contact without one, it was queued before the contact was erased.
     pub fn follows_a_record(&self) -> bool {
         match self {
-            Event::Timeout(_) | Event::DeliveryFailed { .. } | Event::DeliveryReported { .. } => {
-                true
-            }
+            Event::Timeout(_)
+            | Event::DeliveryFailed { .. }
+            | Event::DeliveryReported { .. }
+            | Event::Resume { .. } => true,
             Event::Inbound(_) | Event::InboundBeforeQuestion(_) | Event::Withdraw { .. } => false,
         }
     }
@@ -85,6 +92,7 @@ impl Event {
             Event::DeliveryFailed { .. } => "delivery_failed",
             Event::DeliveryReported { .. } => "delivery_reported",
             Event::Withdraw { .. } => "withdraw",
+            Event::Resume { .. } => "resume",
         }
     }
 }

@@ -68,6 +68,8 @@ pub enum Happened {
     DefinitionMissing,
     /// The contact withdrew consent (their tag is gone, the ledger says so).
     Withdrawn,
+    /// The pending effects are to be tried again; nothing else changes.
+    Resumed,
 }
 
 pub fn apply(
@@ -91,6 +93,7 @@ pub fn apply(
         }
         // Only reaches the engine when no run sent that message (see the event's doc).
         Event::DeliveryReported { .. } => Happened::StaleDeliveryFailure,
+        Event::Resume { .. } => Happened::Resumed,
         Event::Withdraw { requested_by } => {
             let how = Details {
                 requested_by: Some(requested_by.clone()),
