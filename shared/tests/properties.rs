@@ -1,5 +1,5 @@
 //! Property tests through the real runtime on the embedded store: random interleavings of
-//! answers, provider duplicates, current and stale timeouts, withdrawals and executor
+//! answers, provider duplicates, current and stale timeouts, withdrawals, resumes and executor
 //! crashes (a send that reached the channel but whose success was never recorded), then
 //! the invariants that make a consent engine trustworthy.
 
@@ -37,6 +37,8 @@ enum Op {
     /// A timer of an earlier wait fires (late, or twice).
     StaleTimeout,
     Stop,
+    /// The admin API asks for the pending effects to be tried again.
+    Resume,
     /// The next send reaches the channel, then the executor dies before recording it.
     Crash,
     /// The next few store calls fail (the disk or DynamoDB is briefly unavailable).
@@ -55,6 +57,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Timeout),
         1 => Just(Op::StaleTimeout),
         1 => Just(Op::Stop),
+        1 => Just(Op::Resume),
         2 => Just(Op::Crash),
         1 => (1u32..4).prop_map(Op::StoreOutage),
         1 => (1u64..400).prop_map(Op::Later),
@@ -396,6 +399,18 @@ fn check(world: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     },
                     &mut messages,
                 )),
+                Op::Resume => {
+                    let now = world.clock.now_ts();
+                    let item = InboxItem {
+                        key: format!("resume:{}", now.millis()),
+                        received_at: now,
+                        event: assent::engine::Event::Resume {
+                            requested_by: "admin-api".into(),
+                        },
+                    };
+                    deliver(world, &contact, item).await;
+                    None
+                }
                 Op::Duplicate => last.clone(),
                 Op::Timeout => {
                     let due: Vec<TimerRef> = world
