@@ -83,7 +83,7 @@ impl ContactRecord {
     /// message while the waiting question is still to be sent is not an answer to it.
     pub fn resolve(&self, event: &Event) -> Event {
         match event {
-            Event::Inbound(message) if self.question_unsent() => {
+            Event::Inbound(message) if self.first_question_unsent() => {
                 Event::InboundBeforeQuestion(message.clone())
             }
             Event::DeliveryReported {
@@ -100,10 +100,16 @@ impl ContactRecord {
         }
     }
 
-    /// Whether the question the run waits on is still in the outbox: decided, not yet
-    /// with the channel (its send carries the timer that starts once it is).
-    fn question_unsent(&self) -> bool {
-        let Some(wait) = self.state.active_run().and_then(|r| r.wait.as_ref()) else {
+    /// Whether the run's first question, which it waits on, is still in the outbox:
+    /// decided, not yet with the channel (its send carries the timer that starts once it
+    /// is). Until then the contact has seen no question of the run. A re-ask still in the
+    /// outbox does not count: the contact has seen the question it repeats, and may be
+    /// answering that one.
+    fn first_question_unsent(&self) -> bool {
+        let Some(run) = self.state.active_run().filter(|r| r.asks <= 1) else {
+            return false;
+        };
+        let Some(wait) = run.wait.as_ref() else {
             return false;
         };
         self.outbox.iter().any(|entry| {

@@ -347,6 +347,26 @@ async fn a_burst_of_messages_is_asked_once(race: Race) {
     );
 }
 
+/// Once the contact has seen the question, a quick second message answers it even while
+/// the re-ask that the first (invalid) one caused is still in the outbox.
+async fn answers_in_quick_succession_both_count(race: Race) {
+    let c = contact();
+    race.store.append(&c, text(&c, "m1", "Hi")).await.unwrap();
+    settle(&race.a, &c).await;
+    assert_eq!(race.sandbox.sent().len(), 2, "link and question");
+    for (id, words) in [("m2", "yes"), ("m3", "agree & proceed")] {
+        race.store.append(&c, text(&c, id, words)).await.unwrap();
+    }
+    settle(&race.a, &c).await;
+    let record = race.store.load(&c).await.unwrap().record.unwrap();
+    assert!(
+        record.state.profile.tags.contains("Consent: Privacy"),
+        "the typed label accepted the question the contact had seen"
+    );
+    let sent = race.sandbox.sent();
+    assert!(sent.last().unwrap().text().starts_with("Thank you"));
+}
+
 /// What was queued for a contact after it was erased (a schedule that was pending, a
 /// late status report) is dropped: it brings no record, and so no contact id, back.
 async fn leftovers_of_an_erased_contact_bring_no_record_back(race: Race) {
@@ -467,6 +487,12 @@ async fn embedded_a_burst_of_messages_is_asked_once() {
 }
 
 #[tokio::test]
+async fn embedded_answers_in_quick_succession_both_count() {
+    let (store, timers, _dir) = embedded().await;
+    answers_in_quick_succession_both_count(Race::new(store, timers).await).await;
+}
+
+#[tokio::test]
 async fn embedded_leftovers_of_an_erased_contact_bring_no_record_back() {
     let (store, timers, _dir) = embedded().await;
     leftovers_of_an_erased_contact_bring_no_record_back(Race::new(store, timers).await).await;
@@ -522,6 +548,12 @@ mod dynamodb {
     async fn dynamodb_a_burst_of_messages_is_asked_once() {
         let (store, timers) = dynamo().await;
         a_burst_of_messages_is_asked_once(Race::new(store, timers).await).await;
+    }
+
+    #[tokio::test]
+    async fn dynamodb_answers_in_quick_succession_both_count() {
+        let (store, timers) = dynamo().await;
+        answers_in_quick_succession_both_count(Race::new(store, timers).await).await;
     }
 
     #[tokio::test]

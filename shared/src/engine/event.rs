@@ -10,10 +10,10 @@ use crate::contact::Address;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     Inbound(Inbound),
-    /// A message applied while the question it would answer has not reached the channel
-    /// yet (decided in the same batch, or its send is being retried): the contact cannot
-    /// have seen that question, so this is not an answer to it. The runtime turns an
-    /// [`Event::Inbound`] into this when the record's outbox still holds the question.
+    /// A message applied while the run's first question has not reached the channel yet
+    /// (decided in the same batch, or its send is being retried): the contact has seen no
+    /// question, so this is not an answer. The runtime turns an [`Event::Inbound`] into
+    /// this when the record's outbox still holds that question.
     InboundBeforeQuestion(Inbound),
     Timeout(TimerRef),
     /// A message of `run` was refused by the channel for good (bad recipient, window
