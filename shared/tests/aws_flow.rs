@@ -155,6 +155,23 @@ impl Stack {
         )
     }
 
+    /// The channel answers 503 to the next three sends: one contact's tries.
+    fn channel_down_for_one_contact(&self) {
+        for n in 1..=3 {
+            self.sandbox.fail_in(n, 503, json!({}));
+        }
+    }
+
+    /// Moves the clock to two hours after a stream record was written: past
+    /// [`assent::aws::step::PARK_AFTER`].
+    fn two_hours_after(&self, record: &Value) {
+        let created = record["dynamodb"]["ApproximateCreationDateTime"]
+            .as_i64()
+            .unwrap();
+        let later = Timestamp::from_secs(created + 2 * 3600);
+        self.clock.advance(self.clock.now().until(later));
+    }
+
     /// POSTs a signed WhatsApp body as an API Gateway HTTP API (v2) event.
     async fn post(&self, wa_id: &str, message: Value) -> u16 {
         self.post_via(Ingress::HttpApi, wa_id, message).await
@@ -750,18 +767,10 @@ async fn a_parked_contact_resumes_from_the_admin_api() {
     let path = |tail: &str| format!("/admin/contacts/whatsapp:{c}{tail}");
     stack.post(c, sandbox::text("Hello")).await;
     let records = stack.new_records().await;
-    for n in 1..=3 {
-        stack.sandbox.fail_in(n, 503, json!({}));
-    }
+    stack.channel_down_for_one_contact();
     assert_eq!(stack.deliver(records.clone()).await.len(), 1, "retried");
-    let created = records[0]["dynamodb"]["ApproximateCreationDateTime"]
-        .as_i64()
-        .unwrap();
-    let later = Timestamp::from_secs(created + 2 * 3600);
-    stack.clock.advance(stack.clock.now().until(later));
-    for n in 1..=3 {
-        stack.sandbox.fail_in(n, 503, json!({}));
-    }
+    stack.two_hours_after(&records[0]);
+    stack.channel_down_for_one_contact();
     assert!(stack.deliver(records).await.is_empty(), "parked");
     assert!(stack.sent_to(c).is_empty());
     let (_, contact) = stack.admin("GET", &path("")).await;
@@ -845,9 +854,7 @@ async fn a_failing_contact_never_blocks_the_batch_and_is_parked_in_time() {
     let q_records = stack.new_records().await;
     let batch: Vec<Value> = p_records.iter().chain(&q_records).cloned().collect();
     // The channel is down for P's three tries; Q's sends go through.
-    for n in 1..=3 {
-        stack.sandbox.fail_in(n, 503, json!({}));
-    }
+    stack.channel_down_for_one_contact();
     let failed = stack.deliver(batch).await;
     let p_sequence = p_records[0]["dynamodb"]["SequenceNumber"]
         .as_str()
@@ -862,16 +869,8 @@ async fn a_failing_contact_never_blocks_the_batch_and_is_parked_in_time() {
     assert!(stack.sent_to(p).is_empty());
 
     // Two hours after the record was written, it still fails: it is parked with its error.
-    let created_secs = p_records[0]["dynamodb"]["ApproximateCreationDateTime"]
-        .as_i64()
-        .unwrap();
-    let two_hours_later = Timestamp::from_secs(created_secs + 2 * 3600);
-    stack
-        .clock
-        .advance(stack.clock.now().until(two_hours_later));
-    for n in 1..=3 {
-        stack.sandbox.fail_in(n, 503, json!({}));
-    }
+    stack.two_hours_after(&p_records[0]);
+    stack.channel_down_for_one_contact();
     assert!(
         stack.deliver(p_records.clone()).await.is_empty(),
         "parked, not failed again"
