@@ -1,6 +1,7 @@
 //! The admin API under `/admin` (docs/admin-api.yaml): segments, contacts, the consent
-//! ledger, withdrawal, resuming pending effects, erasure, export, workflows and reports. The same router serves
-//! `assent-local` (bearer token) and the admin Lambda function (IAM auth at the gateway).
+//! ledger, withdrawal, resuming pending effects, erasure, export, workflows and reports.
+//! The same router serves `assent-local` (bearer token) and the admin Lambda function (IAM
+//! auth at the gateway).
 
 mod consent;
 mod contacts;
