@@ -80,7 +80,7 @@ impl ContactRecord {
 
     /// The event to apply for `event`: a later delivery report becomes a delivery
     /// failure of the run that sent the message, when it is one of those remembered; a
-    /// message while the waiting question is still to be sent is not an answer to it.
+    /// message while the run's first question is still to be sent is not an answer.
     pub fn resolve(&self, event: &Event) -> Event {
         match event {
             Event::Inbound(message) if self.first_question_unsent() => {

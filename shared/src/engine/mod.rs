@@ -55,7 +55,7 @@ pub enum Happened {
     AnswerInvalid,
     /// A message arrived while no question was waiting: kept, changes nothing.
     NotWaiting,
-    /// A message arrived before the question it would answer reached the channel: not an
+    /// A message arrived before the run's first question reached the channel: not an
     /// answer, changes nothing (the question still waits).
     BeforeQuestion,
     TimedOut,
