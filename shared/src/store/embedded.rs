@@ -277,6 +277,28 @@ fn append_in(
     Ok(Appended::New)
 }
 
+/// The inbox sequence numbers `items` name (the embedded store's inbox ids).
+fn inbox_seqs(items: &[InboxId]) -> Result<Vec<u64>, StoreError> {
+    items
+        .iter()
+        .map(|id| id.0.parse().map_err(corrupt))
+        .collect()
+}
+
+/// Removes `seqs` from `contact`'s inbox inside `txn`; returns whether it is empty now.
+fn remove_from_inbox(
+    txn: &redb::WriteTransaction,
+    contact: &ContactId,
+    seqs: Vec<u64>,
+) -> Result<bool, StoreError> {
+    let c = contact.as_str();
+    let mut inbox = txn.open_table(INBOX)?;
+    for seq in seqs {
+        inbox.remove((c, seq))?;
+    }
+    Ok(inbox.range((c, 0)..=(c, u64::MAX))?.next().is_none())
+}
+
 /// Records whether `contact` has work left (inbox items or outbox effects), writing only
 /// when that changes: an unchanged B-tree stays clean, and a commit writes fewer pages.
 fn mark_pending(
@@ -384,10 +406,7 @@ impl StateStore for EmbeddedStore {
         // The tags the segment index holds: those of the record at `expected`, which the
         // version check below makes sure is what is stored.
         let old_tags = base.indexed_tags.clone();
-        let consumed: Vec<u64> = consumed
-            .iter()
-            .map(|id| id.0.parse().map_err(corrupt))
-            .collect::<Result<_, _>>()?;
+        let consumed = inbox_seqs(consumed)?;
         self.write(move |txn| {
             let mut contacts = txn.open_table(CONTACTS)?;
             let current = match contacts.get(contact.as_str())? {
@@ -407,14 +426,7 @@ impl StateStore for EmbeddedStore {
                 }
             }
             contacts.insert(contact.as_str(), bytes.as_slice())?;
-            let mut inbox = txn.open_table(INBOX)?;
-            for seq in consumed {
-                inbox.remove((contact.as_str(), seq))?;
-            }
-            let inbox_empty = inbox
-                .range((contact.as_str(), 0)..=(contact.as_str(), u64::MAX))?
-                .next()
-                .is_none();
+            let inbox_empty = remove_from_inbox(txn, &contact, consumed)?;
             mark_pending(txn, &contact, !(inbox_empty && outbox_empty))?;
             effects.write(txn, &contact)?;
             let base = Base {
@@ -433,19 +445,11 @@ impl StateStore for EmbeddedStore {
 
     async fn discard(&self, contact: &ContactId, items: &[InboxId]) -> Result<(), StoreError> {
         let contact = contact.clone();
-        let seqs: Vec<u64> = items
-            .iter()
-            .map(|id| id.0.parse().map_err(corrupt))
-            .collect::<Result<_, _>>()?;
+        let seqs = inbox_seqs(items)?;
         self.write(move |txn| {
-            let c = contact.as_str();
-            let mut inbox = txn.open_table(INBOX)?;
-            for seq in seqs {
-                inbox.remove((c, seq))?;
-            }
-            let inbox_empty = inbox.range((c, 0)..=(c, u64::MAX))?.next().is_none();
+            let inbox_empty = remove_from_inbox(txn, &contact, seqs)?;
             // A record committed meanwhile keeps its own pending mark.
-            let has_record = txn.open_table(CONTACTS)?.get(c)?.is_some();
+            let has_record = txn.open_table(CONTACTS)?.get(contact.as_str())?.is_some();
             if inbox_empty && !has_record {
                 mark_pending(txn, &contact, false)?;
             }
