@@ -155,11 +155,9 @@ impl Stack {
         )
     }
 
-    /// The channel answers 503 to the next three sends: one contact's tries.
-    fn channel_down_for_one_contact(&self) {
-        for n in 1..=3 {
-            self.sandbox.fail_in(n, 503, json!({}));
-        }
+    /// The channel answers 503 to the next three sends to `wa_id`: one step's tries.
+    fn channel_down_for(&self, wa_id: &str) {
+        self.sandbox.fail_for(wa_id, 3, 503);
     }
 
     /// Moves the clock to two hours after a stream record was written: past
@@ -767,10 +765,10 @@ async fn a_parked_contact_resumes_from_the_admin_api() {
     let path = |tail: &str| format!("/admin/contacts/whatsapp:{c}{tail}");
     stack.post(c, sandbox::text("Hello")).await;
     let records = stack.new_records().await;
-    stack.channel_down_for_one_contact();
+    stack.channel_down_for(c);
     assert_eq!(stack.deliver(records.clone()).await.len(), 1, "retried");
     stack.two_hours_after(&records[0]);
-    stack.channel_down_for_one_contact();
+    stack.channel_down_for(c);
     assert!(stack.deliver(records).await.is_empty(), "parked");
     assert!(stack.sent_to(c).is_empty());
     let (_, contact) = stack.admin("GET", &path("")).await;
@@ -844,6 +842,32 @@ async fn bad_webhooks_are_refused_over_api_gateway() {
     assert_eq!(stack.pump().await, 0, "nothing was stored");
 }
 
+/// A batch's contacts are served together, not one after another: the invocation lasts
+/// about as long as its slowest contact (it is billed by duration), and a slow provider
+/// does not hold up a whole shard. Each contact's own messages still go out in order.
+#[tokio::test]
+async fn a_batch_of_contacts_is_served_together() {
+    let stack = Stack::new().await;
+    stack.sandbox.answer_after(Duration::from_millis(500));
+    let contacts: Vec<String> = (0..10).map(|n| format!("49151000001{n:02}")).collect();
+    for c in &contacts {
+        assert_eq!(stack.post(c, sandbox::text("Hello")).await, 200);
+    }
+    let batch = stack.new_records().await;
+    assert_eq!(batch.len(), contacts.len());
+    assert!(stack.deliver(batch).await.is_empty());
+    for c in &contacts {
+        let sent = stack.sent_to(c);
+        assert_eq!(sent.len(), 2, "{c}: link and question");
+        assert!(sent[0].text().contains("privacy policy"));
+        assert_eq!(sent[1].options().len(), 1);
+    }
+    assert!(
+        stack.sandbox.peak_in_flight() > 1,
+        "sends for different contacts overlapped"
+    );
+}
+
 #[tokio::test]
 async fn a_failing_contact_never_blocks_the_batch_and_is_parked_in_time() {
     let stack = Stack::new().await;
@@ -854,7 +878,7 @@ async fn a_failing_contact_never_blocks_the_batch_and_is_parked_in_time() {
     let q_records = stack.new_records().await;
     let batch: Vec<Value> = p_records.iter().chain(&q_records).cloned().collect();
     // The channel is down for P's three tries; Q's sends go through.
-    stack.channel_down_for_one_contact();
+    stack.channel_down_for(p);
     let failed = stack.deliver(batch).await;
     let p_sequence = p_records[0]["dynamodb"]["SequenceNumber"]
         .as_str()
@@ -870,7 +894,7 @@ async fn a_failing_contact_never_blocks_the_batch_and_is_parked_in_time() {
 
     // Two hours after the record was written, it still fails: it is parked with its error.
     stack.two_hours_after(&p_records[0]);
-    stack.channel_down_for_one_contact();
+    stack.channel_down_for(p);
     assert!(
         stack.deliver(p_records.clone()).await.is_empty(),
         "parked, not failed again"

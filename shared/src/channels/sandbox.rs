@@ -69,10 +69,16 @@ struct Shared {
     sent: Mutex<Vec<Captured>>,
     /// request number (1-based, counted over all requests) -> the answer to give instead
     failures: Mutex<BTreeMap<u64, (StatusCode, Value)>>,
+    /// recipient -> how many of its next requests get this answer instead (a provider
+    /// failing for one contact whatever else it is sent meanwhile)
+    failures_for: Mutex<HashMap<String, (u64, StatusCode)>>,
     /// request number -> how long to wait before answering (a provider that hangs)
     stalls: Mutex<BTreeMap<u64, Duration>>,
     requests: AtomicU64,
     accepted: AtomicU64,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
     /// How long every accepted request waits for its answer (a slow provider).
     latency: Mutex<Duration>,
     arrived: Notify,
@@ -100,9 +106,12 @@ impl ApiSandbox {
             dialect,
             sent: Mutex::default(),
             failures: Mutex::default(),
+            failures_for: Mutex::default(),
             stalls: Mutex::default(),
             requests: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
             latency: Mutex::new(Duration::ZERO),
             arrived: Notify::new(),
             print: AtomicBool::new(false),
@@ -157,6 +166,15 @@ impl ApiSandbox {
         }
     }
 
+    /// The next `times` requests for `to` are answered with `status` (and an empty JSON
+    /// body) instead of success, however requests for others interleave with them.
+    pub fn fail_for(&self, to: &str, times: u64, status: u16) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let Ok(mut f) = self.shared.failures_for.lock() {
+            f.insert(to.to_string(), (times, status));
+        }
+    }
+
     /// The next request is recorded (as the provider would deliver it) but answered only
     /// after `stall`: longer than the client's timeout, it is a send whose answer was lost.
     pub fn stall_next(&self, stall: Duration) {
@@ -176,6 +194,11 @@ impl ApiSandbox {
     /// Requests received, failed ones included.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.shared.peak_in_flight.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `count` messages arrived, or `patience` ran out, and returns
@@ -236,6 +259,7 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     let number = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let _answering = InFlight::enter(&shared);
     let stall = shared
         .stalls
         .lock()
@@ -259,6 +283,9 @@ async fn receive(
         received_at: SystemTime::now(),
         dialect: shared.dialect.clone(),
     };
+    if let Some(status) = failure_for(&shared, &message.to()) {
+        return json_response(status, &Value::Object(Default::default()));
+    }
     let n = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
     let (status, answer) = shared.dialect.accepted(n, &message);
     if shared.print.load(Ordering::SeqCst) {
@@ -279,6 +306,35 @@ async fn receive(
         tokio::time::sleep(wait).await;
     }
     json_response(status, &answer)
+}
+
+/// The answer a request for `to` gets instead of success, counting it against its failures.
+fn failure_for(shared: &Shared, to: &str) -> Option<StatusCode> {
+    let mut failures = shared.failures_for.lock().ok()?;
+    let (left, status) = failures.get_mut(to)?;
+    let status = *status;
+    *left -= 1;
+    if *left == 0 {
+        failures.remove(to);
+    }
+    Some(status)
+}
+
+/// Counts a request as in flight until it is answered.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn decode(headers: &HeaderMap, body: &[u8]) -> Value {
