@@ -299,6 +299,17 @@ pub trait LedgerStore: Send + Sync {
     async fn records_since(&self, since: Timestamp) -> Result<Vec<ConsentRecord>, StoreError>;
 }
 
+/// A contact whose failing effects stopped being retried: on AWS, parked after its stream
+/// records kept failing for an hour (a long channel outage, a revoked token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParkedContact {
+    pub contact: ContactId,
+    /// When it was last parked.
+    pub at: Timestamp,
+    /// The error it was parked with.
+    pub error: String,
+}
+
 /// What the admin API needs beyond the runtime's ports.
 #[async_trait]
 pub trait AdminStore: Send + Sync {
@@ -311,8 +322,19 @@ pub trait AdminStore: Send + Sync {
         limit: usize,
     ) -> Result<(Vec<ContactId>, Option<String>), StoreError>;
 
+    /// Parked contacts, `limit` at a time; `after` is the cursor a previous page returned.
+    async fn parked_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ParkedContact>, Option<String>), StoreError>;
+
+    /// Takes a contact off the parked list (it was resumed, or has nothing pending).
+    async fn unpark(&self, contact: &ContactId) -> Result<(), StoreError>;
+
     /// Erases what the store holds about a contact except its consent ledger: record,
-    /// inbox, deduplication keys, timers, segment entries. `false` if there was nothing.
+    /// inbox, deduplication keys, timers, segment entries, its place on the parked list.
+    /// `false` if there was nothing.
     async fn erase(&self, contact: &ContactId) -> Result<bool, StoreError>;
 
     async fn put_draft(

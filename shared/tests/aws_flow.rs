@@ -160,6 +160,27 @@ impl Stack {
         self.sandbox.fail_for(wa_id, 3, 503);
     }
 
+    /// Parks `wa_id` as a long outage does: the sends for its hello fail until its stream
+    /// record is past the parking age, and then it is parked with its effects pending.
+    async fn parked_after_hello(&self, wa_id: &str) {
+        self.post(wa_id, sandbox::text("Hello")).await;
+        let records = self.new_records().await;
+        for _ in 0..2 {
+            self.channel_down_for(wa_id);
+            if self.deliver(records.clone()).await.is_empty() {
+                break;
+            }
+            self.two_hours_after(&records[0]);
+        }
+        let parked = self
+            .store
+            .parked(&ContactId::new("whatsapp", wa_id))
+            .await
+            .unwrap();
+        assert_eq!(parked.len(), 1, "parked");
+        assert!(self.sent_to(wa_id).is_empty());
+    }
+
     /// Moves the clock to two hours after a stream record was written: past
     /// [`assent::aws::step::PARK_AFTER`].
     fn two_hours_after(&self, record: &Value) {
@@ -763,14 +784,7 @@ async fn a_parked_contact_resumes_from_the_admin_api() {
     let stack = Stack::new().await;
     let c = "4915100000053";
     let path = |tail: &str| format!("/admin/contacts/whatsapp:{c}{tail}");
-    stack.post(c, sandbox::text("Hello")).await;
-    let records = stack.new_records().await;
-    stack.channel_down_for(c);
-    assert_eq!(stack.deliver(records.clone()).await.len(), 1, "retried");
-    stack.two_hours_after(&records[0]);
-    stack.channel_down_for(c);
-    assert!(stack.deliver(records).await.is_empty(), "parked");
-    assert!(stack.sent_to(c).is_empty());
+    stack.parked_after_hello(c).await;
     let (_, contact) = stack.admin("GET", &path("")).await;
     assert_eq!(
         contact["pending_effects"], 3,
@@ -798,6 +812,55 @@ async fn a_parked_contact_resumes_from_the_admin_api() {
     stack.post(c, agree()).await;
     stack.pump().await;
     assert!(stack.sent_to(c)[2].text().starts_with("Thank you"));
+}
+
+/// After an outage, the admin API lists the parked contacts with why, and resumes them
+/// all at once. An erased contact leaves the list with the rest of its data.
+#[tokio::test]
+async fn parked_contacts_are_listed_and_resumed_together() {
+    let stack = Stack::new().await;
+    let (p, q, erased) = ("4915100000061", "4915100000062", "4915100000063");
+    for c in [p, q, erased] {
+        stack.parked_after_hello(c).await;
+    }
+    let (status, _) = stack
+        .admin("DELETE", &format!("/admin/contacts/whatsapp:{erased}"))
+        .await;
+    assert_eq!(status, 204);
+    let listed = stack.store.parked_page(None, 10).await.unwrap().0;
+    let ids: Vec<String> = listed.iter().map(|l| l.contact.to_string()).collect();
+    assert_eq!(ids, [format!("whatsapp:{p}"), format!("whatsapp:{q}")]);
+
+    let (status, body) = stack.admin("GET", "/admin/parked?limit=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["contacts"][0]["id"], format!("whatsapp:{p}"));
+    assert_eq!(body["contacts"][0]["pending_effects"], 3);
+    assert!(
+        body["contacts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{body}"
+    );
+    let next = body["next"].as_str().unwrap();
+    let (_, body) = stack
+        .admin("GET", &format!("/admin/parked?limit=1&next={next}"))
+        .await;
+    assert_eq!(body["contacts"][0]["id"], format!("whatsapp:{q}"));
+
+    let (status, body) = stack.admin("POST", "/admin/parked/resume").await;
+    assert_eq!((status, &body["queued"]), (202, &json!(2)));
+    stack.pump().await;
+    for c in [p, q] {
+        let sent = stack.sent_to(c);
+        assert_eq!(sent.len(), 2, "{c}: link and question, once");
+        assert!(sent[0].text().contains("privacy policy"));
+    }
+    assert!(stack.sent_to(erased).is_empty());
+    let (_, body) = stack.admin("GET", "/admin/parked").await;
+    assert_eq!(body["contacts"], json!([]));
+    let (status, body) = stack.admin("POST", "/admin/parked/resume").await;
+    assert_eq!((status, &body["queued"]), (200, &json!(0)));
 }
 
 #[derive(Clone, Copy)]

@@ -4,10 +4,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AdminApi, REQUESTED_BY, error, ok, queue, unavailable};
+use super::{AdminApi, REQUESTED_BY, enqueue, error, ok, unavailable};
 use crate::contact::ContactId;
 use crate::engine::Event;
-use crate::ports::ContactRecord;
+use crate::ports::{ContactRecord, StoreError};
 
 #[derive(Deserialize)]
 pub struct SegmentQuery {
@@ -80,20 +80,41 @@ pub async fn show(State(api): State<AdminApi>, Path(id): Path<String>) -> Respon
 /// runner keeps retrying by itself). 202 when there are effects to try, 200 when none.
 pub async fn resume(State(api): State<AdminApi>, Path(id): Path<String>) -> Response {
     let id = ContactId::from_stored(id);
-    let pending = match api.store.load(&id).await {
-        Ok(loaded) => match loaded.record {
-            Some(record) => record.outbox.len(),
-            None => return error(StatusCode::NOT_FOUND, "no such contact"),
-        },
-        Err(e) => return unavailable(e),
-    };
-    if pending == 0 {
-        return ok(json!({"contact": id, "status": "nothing pending"}));
+    match resume_contact(&api, &id).await {
+        Ok(Resumed::Queued) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"contact": id, "status": "queued"})),
+        )
+            .into_response(),
+        Ok(Resumed::NothingPending) => ok(json!({"contact": id, "status": "nothing pending"})),
+        Ok(Resumed::NoContact) => error(StatusCode::NOT_FOUND, "no such contact"),
+        Err(e) => unavailable(e),
     }
-    let event = Event::Resume {
-        requested_by: REQUESTED_BY.into(),
+}
+
+pub(super) enum Resumed {
+    Queued,
+    NothingPending,
+    NoContact,
+}
+
+/// Queues an event that decides nothing, so that the contact's steps perform its pending
+/// effects, if it has any. Either way the contact leaves the parked list: it is either
+/// being tried again or has nothing left to try.
+pub(super) async fn resume_contact(api: &AdminApi, id: &ContactId) -> Result<Resumed, StoreError> {
+    let resumed = match api.store.load(id).await?.record {
+        None => Resumed::NoContact,
+        Some(record) if record.outbox.is_empty() => Resumed::NothingPending,
+        Some(_) => {
+            let event = Event::Resume {
+                requested_by: REQUESTED_BY.into(),
+            };
+            enqueue(api, id, "resume", event).await?;
+            Resumed::Queued
+        }
     };
-    queue(&api, &id, "resume", event).await
+    api.store.unpark(id).await?;
+    Ok(resumed)
 }
 
 /// DELETE /admin/contacts/{id}: erasure (docs/privacy.md: the ledger stays).

@@ -1,10 +1,11 @@
 //! The admin API under `/admin` (docs/admin-api.yaml): segments, contacts, the consent
-//! ledger, withdrawal, resuming pending effects, erasure, export, workflows and reports.
+//! ledger, withdrawal, parked contacts and resuming their pending effects, erasure, export, workflows and reports.
 //! The same router serves `assent-local` (bearer token) and the admin Lambda function (IAM
 //! auth at the gateway).
 
 mod consent;
 mod contacts;
+mod parked;
 mod reports;
 mod workflows;
 
@@ -31,6 +32,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/contacts/{id}/consent"),
     ("POST", "/admin/contacts/{id}/consent/withdraw"),
     ("POST", "/admin/contacts/{id}/resume"),
+    ("GET", "/admin/parked"),
+    ("POST", "/admin/parked/resume"),
     ("GET", "/admin/consent/export"),
     ("GET", "/admin/workflows"),
     ("POST", "/admin/workflows"),
@@ -67,6 +70,8 @@ pub fn router(api: AdminApi, token: Option<String>) -> Router {
             post(consent::withdraw),
         )
         .route("/admin/contacts/{id}/resume", post(contacts::resume))
+        .route("/admin/parked", get(parked::list))
+        .route("/admin/parked/resume", post(parked::resume_all))
         .route("/admin/consent/export", get(consent::export))
         .route(
             "/admin/workflows",
@@ -113,18 +118,29 @@ pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Resp
 pub(crate) const REQUESTED_BY: &str = "admin-api";
 
 /// Queues `event` in the contact's inbox, like anything that comes in, and wakes its
-/// steps: the engine applies it in order with the rest. 202.
-pub(crate) async fn queue(api: &AdminApi, id: &ContactId, kind: &str, event: Event) -> Response {
+/// steps: the engine applies it in order with the rest.
+pub(crate) async fn enqueue(
+    api: &AdminApi,
+    id: &ContactId,
+    kind: &str,
+    event: Event,
+) -> Result<(), StoreError> {
     let now = api.runtime.now();
     let item = InboxItem {
         key: format!("{kind}:{}", now.millis()),
         received_at: now,
         event,
     };
-    if let Err(e) = api.store.append(id, item).await {
+    api.store.append(id, item).await?;
+    api.doorbell.ring(id);
+    Ok(())
+}
+
+/// [`enqueue`], answered with 202.
+pub(crate) async fn queue(api: &AdminApi, id: &ContactId, kind: &str, event: Event) -> Response {
+    if let Err(e) = enqueue(api, id, kind, event).await {
         return unavailable(e);
     }
-    api.doorbell.ring(id);
     (
         StatusCode::ACCEPTED,
         axum::Json(json!({"contact": id, "status": "queued"})),

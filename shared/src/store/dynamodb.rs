@@ -8,6 +8,7 @@
 //! | segment entry | `c#{contact}` | `tag#{tag}` | `seg` = tag (the sparse GSI's key) |
 //! | ledger record | `c#{contact}` | `ledger#{seq:010}` | `record` (JSON), `at` (ms); never expires |
 //! | parked record | `c#{contact}` | `parked#{stream seq}` | `error`, `at` |
+//! | parked list entry | `parked` | `{contact}` | `error`, `at` (the latest parking) |
 //! | workflow version | `workflows` | `{id}#v{version:010}` | `published` (JSON) |
 //! | workflow draft | `drafts` | `{id}` | `definition` (JSON) |
 //! | active workflow | `settings` | `active_workflow` | `id`, `version` |
@@ -35,7 +36,7 @@ use crate::contact::ContactId;
 use crate::engine::ConsentRecord;
 use crate::ports::{
     AdminStore, Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, LedgerStore, Loaded,
-    StateStore, StoreError, WorkflowStore,
+    ParkedContact, StateStore, StoreError, WorkflowStore,
 };
 use crate::workflow::{PublishedWorkflow, Workflow};
 
@@ -49,6 +50,9 @@ const PARKED_PREFIX: &str = "parked#";
 pub const LEDGER_PREFIX: &str = "ledger#";
 const WORKFLOWS_PK: &str = "workflows";
 const DRAFTS_PK: &str = "drafts";
+/// The partition that lists parked contacts, so the admin API can find them without a
+/// scan. Parking is rare (a channel down for an hour), so one partition is enough.
+const PARKED_PK: &str = "parked";
 const SETTINGS_PK: &str = "settings";
 /// The TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires";
@@ -178,8 +182,9 @@ impl DynamoStore {
         }
     }
 
-    /// Records a stream record that cannot be processed (its error is not retryable), so
-    /// that it stops blocking and stays visible.
+    /// Records a stream record that is given up on (its error is not retryable, or it
+    /// kept failing), so that it stops blocking the shard and stays visible: in the
+    /// contact's partition, and on the parked list the admin API reads.
     pub async fn park(
         &self,
         contact: &ContactId,
@@ -187,13 +192,32 @@ impl DynamoStore {
         error: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let items = [
+            (contact_pk(contact), format!("{PARKED_PREFIX}{record_id}")),
+            (PARKED_PK.to_string(), contact.to_string()),
+        ];
+        for (pk, sk) in items {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item(PK, s(pk))
+                .item(SK, s(sk))
+                .item("error", s(error))
+                .item("at", n(now.millis()))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
         self.client
-            .put_item()
+            .delete_item()
             .table_name(&self.table)
-            .item(PK, s(contact_pk(contact)))
-            .item(SK, s(format!("{PARKED_PREFIX}{record_id}")))
-            .item("error", s(error))
-            .item("at", n(now.millis()))
+            .key(PK, s(pk))
+            .key(SK, s(sk))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
@@ -232,16 +256,7 @@ impl DynamoStore {
     }
 
     async fn delete_segment_entry(&self, pk: &str, tag: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key(PK, s(pk))
-            .key(SK, s(format!("{TAG_PREFIX}{tag}")))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.delete(pk, &format!("{TAG_PREFIX}{tag}")).await
     }
 
     /// Creates the table as the infra template does (for tests and local emulators).
@@ -427,15 +442,7 @@ impl StateStore for DynamoStore {
     async fn discard(&self, contact: &ContactId, items: &[InboxId]) -> Result<(), StoreError> {
         let pk = contact_pk(contact);
         for item in items {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .key(PK, s(&pk))
-                .key(SK, s(&item.0))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(unavailable)?;
+            self.delete(&pk, &item.0).await?;
         }
         Ok(())
     }
@@ -494,17 +501,55 @@ impl AdminStore for DynamoStore {
                 continue; // kept: docs/privacy.md says why
             }
             existed |= sk == STATE_SK;
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .key(PK, s(&pk))
-                .key(SK, s(sk))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(unavailable)?;
+            self.delete(&pk, sk).await?;
         }
+        self.unpark(contact).await?;
         Ok(existed)
+    }
+
+    async fn parked_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ParkedContact>, Option<String>), StoreError> {
+        let start = after.map(|contact| {
+            HashMap::from([(PK.to_string(), s(PARKED_PK)), (SK.to_string(), s(contact))])
+        });
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(PARKED_PK))
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let parked = page
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                Ok(ParkedContact {
+                    contact: ContactId::from_stored(text(item, SK)?),
+                    at: Timestamp(number(item, "at")?),
+                    error: text(item, "error")?.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let next = page
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|key| key.get(SK))
+            .and_then(|sk| sk.as_s().ok())
+            .cloned();
+        Ok((parked, next))
+    }
+
+    async fn unpark(&self, contact: &ContactId) -> Result<(), StoreError> {
+        self.delete(PARKED_PK, contact.as_str()).await
     }
 
     async fn put_draft(

@@ -12,7 +12,7 @@ use crate::contact::ContactId;
 use crate::engine::{ArmTimer, ConsentRecord, Effect, TimerRef};
 use crate::ports::{
     AdminStore, Appended, Base, ContactRecord, InboxId, InboxItem, InboxStore, LedgerStore, Loaded,
-    StateStore, StoreError, WorkflowStore,
+    ParkedContact, StateStore, StoreError, WorkflowStore,
 };
 use crate::workflow::{PublishedWorkflow, Workflow};
 
@@ -553,6 +553,20 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl AdminStore for EmbeddedStore {
+    /// None: the local runner keeps retrying a contact's effects (with backoff) until they
+    /// go through, so it never parks one.
+    async fn parked_page(
+        &self,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<(Vec<ParkedContact>, Option<String>), StoreError> {
+        Ok((Vec::new(), None))
+    }
+
+    async fn unpark(&self, _contact: &ContactId) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn segment_page(
         &self,
         tag: &str,
