@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | record | `c#{contact}` | `state` | `version`, `record` (deflated JSON), `done` (string set of processed inbox sks) |
 //! | inbox item | `c#{contact}` | `in#{dedup key}` | `item` (JSON), `at` (ms), `expires` (TTL) |
-//! | segment entry | `c#{contact}` | `tag#{tag}` | `seg` = tag (the sparse GSI's key) |
+//! | segment entry | `c#{contact}` | `tag#{tag}` | `seg` = the tag and a shard (the sparse GSI's key; `segments.rs`) |
 //! | ledger record | `c#{contact}` | `ledger#{seq:010}` | `record` (JSON), `at` (ms); never expires |
 //! | parked record | `c#{contact}` | `parked#{stream seq}` | `error`, `at` |
 //! | parked list entry | `parked` | `{contact}` | `error`, `at` (the latest parking) |
@@ -20,6 +20,8 @@
 //! and a record put conditional on its version (optimistic locking) that also marks the
 //! consumed inbox items processed. Inbox items stay until their TTL, so a provider retry
 //! within the window still meets its key.
+
+mod segments;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -39,6 +41,7 @@ use crate::ports::{
     ParkedContact, StateStore, StoreError, WorkflowStore,
 };
 use crate::workflow::{PublishedWorkflow, Workflow};
+use segments::Cursor;
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
@@ -56,7 +59,7 @@ const PARKED_PK: &str = "parked";
 const SETTINGS_PK: &str = "settings";
 /// The TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires";
-/// The sparse GSI over segment entries: hash key `seg` (the tag), range key `pk`.
+/// The sparse GSI over segment entries: hash key `seg` (the tag and a shard), range key `pk`.
 pub const SEGMENT_INDEX: &str = "segments";
 pub const SEGMENT_KEY: &str = "seg";
 /// Inbox items outlive Meta's 7-day retry window by a day.
@@ -241,13 +244,14 @@ impl DynamoStore {
             .collect())
     }
 
-    async fn put_segment_entry(&self, pk: &str, tag: &str) -> Result<(), StoreError> {
+    async fn put_segment_entry(&self, contact: &ContactId, tag: &str) -> Result<(), StoreError> {
+        let key = segments::index_key(tag, segments::shard_of(contact));
         self.client
             .put_item()
             .table_name(&self.table)
-            .item(PK, s(pk))
+            .item(PK, s(contact_pk(contact)))
             .item(SK, s(format!("{TAG_PREFIX}{tag}")))
-            .item(SEGMENT_KEY, s(tag))
+            .item(SEGMENT_KEY, s(key))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
@@ -430,7 +434,7 @@ impl StateStore for DynamoStore {
             Err(e) => return Err(unavailable(e)),
         }
         for added in wanted.difference(&base.indexed_tags) {
-            self.put_segment_entry(&pk, added).await?;
+            self.put_segment_entry(contact, added).await?;
         }
         Ok(Base {
             version: base.version + 1,
@@ -448,18 +452,20 @@ impl StateStore for DynamoStore {
     }
 }
 
-#[async_trait]
-impl AdminStore for DynamoStore {
-    async fn segment_page(
+impl DynamoStore {
+    /// Up to `limit` contacts of one shard of a segment, from `cursor`; and whether that
+    /// shard may hold more.
+    async fn segment_shard_page(
         &self,
         tag: &str,
-        after: Option<&str>,
+        cursor: &Cursor,
         limit: usize,
-    ) -> Result<(Vec<ContactId>, Option<String>), StoreError> {
-        let start = after.map(|contact| {
+    ) -> Result<(Vec<ContactId>, bool), StoreError> {
+        let key = segments::index_key(tag, cursor.shard);
+        let start = cursor.after.as_ref().map(|contact| {
             HashMap::from([
-                (SEGMENT_KEY.to_string(), s(tag)),
-                (PK.to_string(), s(format!("{CONTACT_PREFIX}{contact}"))),
+                (SEGMENT_KEY.to_string(), s(&key)),
+                (PK.to_string(), s(contact_pk(contact))),
                 (SK.to_string(), s(format!("{TAG_PREFIX}{tag}"))),
             ])
         });
@@ -468,28 +474,57 @@ impl AdminStore for DynamoStore {
             .query()
             .table_name(&self.table)
             .index_name(SEGMENT_INDEX)
-            .key_condition_expression("seg = :tag")
-            .expression_attribute_values(":tag", s(tag))
+            .key_condition_expression("seg = :key")
+            .expression_attribute_values(":key", s(key))
             .set_exclusive_start_key(start)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(unavailable)?;
-        let contacts: Vec<ContactId> = page
+        let contacts = page
             .items
             .unwrap_or_default()
             .iter()
             .filter_map(|item| text(item, PK).ok().and_then(contact_from_pk))
             .collect();
-        let next = page
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|key| key.get(PK))
-            .and_then(|pk| pk.as_s().ok())
-            .and_then(|pk| contact_from_pk(pk))
-            .map(|c| c.to_string());
-        Ok((contacts, next))
+        Ok((contacts, page.last_evaluated_key.is_some()))
+    }
+}
+
+#[async_trait]
+impl AdminStore for DynamoStore {
+    /// Reads the tag's index keys one after another, so a page may span shards; the
+    /// cursor says which shard to go on in and after which contact.
+    async fn segment_page(
+        &self,
+        tag: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ContactId>, Option<String>), StoreError> {
+        let mut cursor = after.map_or(Cursor::START, Cursor::decode);
+        let mut contacts = Vec::new();
+        while contacts.len() < limit {
+            let (found, more) = self
+                .segment_shard_page(tag, &cursor, limit - contacts.len())
+                .await?;
+            cursor = match (more, found.last()) {
+                (true, Some(last)) => Cursor {
+                    shard: cursor.shard,
+                    after: Some(last.clone()),
+                },
+                _ if cursor.shard + 1 < segments::SHARDS => Cursor {
+                    shard: cursor.shard + 1,
+                    after: None,
+                },
+                _ => {
+                    contacts.extend(found);
+                    return Ok((contacts, None));
+                }
+            };
+            contacts.extend(found);
+        }
+        Ok((contacts, Some(cursor.encode())))
     }
 
     async fn erase(&self, contact: &ContactId) -> Result<bool, StoreError> {
