@@ -7,7 +7,7 @@
 //! and the record is reported done, so it stops blocking the shard. Parking loses nothing:
 //! the contact's inbox items and outbox stay in the table and run at its next event.
 
-use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::dynamodb::{Event, EventRecord as DynamoDbEventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures_util::StreamExt;
 use lambda_runtime::LambdaEvent;
@@ -45,9 +45,36 @@ pub async fn handle(
     if let Err(e) = runtime.refresh_catalog(CATALOG_MAX_AGE).await {
         tracing::warn!(error = %e, "could not refresh the workflows; using the ones loaded");
     }
+    let (rungs, order) = rungs(event.payload.records);
+    // Contacts are independent and each mostly waits on its channel's API, so a batch's
+    // contacts run together: the invocation (billed by duration) lasts about as long as
+    // its slowest contact, not the sum. A contact's own records stay in order.
+    let failed: Vec<Vec<String>> = futures_util::stream::iter(rungs)
+        .map(|rung| ring(runtime, store, rung))
+        .buffer_unordered(CONTACTS_AT_ONCE)
+        .collect()
+        .await;
+    // In the batch's order: Lambda goes on from the first failed record.
+    let mut failures: Vec<String> = failed.into_iter().flatten().collect();
+    failures.sort_by_key(|id| order.iter().position(|s| s == id));
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(id);
+            failure
+        })
+        .collect();
+    Ok(response)
+}
+
+/// The batch's records grouped by contact, in order of first appearance; and every
+/// record's sequence number in the batch's order.
+fn rungs(records: Vec<DynamoDbEventRecord>) -> (Vec<Rung>, Vec<String>) {
     let mut rungs: Vec<Rung> = Vec::new();
     let mut order: Vec<String> = Vec::new();
-    for record in event.payload.records {
+    for record in records {
         let sequence = record.change.sequence_number.clone().unwrap_or_default();
         order.push(sequence.clone());
         let created = Timestamp(
@@ -72,27 +99,7 @@ pub async fn handle(
             }),
         }
     }
-    // Contacts are independent and each mostly waits on its channel's API, so a batch's
-    // contacts run together: the invocation (billed by duration) lasts about as long as
-    // its slowest contact, not the sum. A contact's own records stay in order.
-    let failed: Vec<Vec<String>> = futures_util::stream::iter(rungs)
-        .map(|rung| ring(runtime, store, rung))
-        .buffer_unordered(CONTACTS_AT_ONCE)
-        .collect()
-        .await;
-    // In the batch's order: Lambda goes on from the first failed record.
-    let mut failures: Vec<String> = failed.into_iter().flatten().collect();
-    failures.sort_by_key(|id| order.iter().position(|s| s == id));
-    let mut response = DynamoDbEventResponse::default();
-    response.batch_item_failures = failures
-        .into_iter()
-        .map(|id| {
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(id);
-            failure
-        })
-        .collect();
-    Ok(response)
+    (rungs, order)
 }
 
 /// Runs one contact's steps; returns its records to report failed (Lambda retries them).
