@@ -174,3 +174,26 @@ pub fn table_name() -> String {
         .as_nanos();
     format!("assent-rt-{}-{nanos:x}", std::process::id())
 }
+
+/// What the template sets for the step function (WhatsApp served, its keys in the secret
+/// named `secret`), with schedules in `group`.
+pub fn step_env(table: &str, secret: &str, group: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("ASSENT_CHANNEL_SECRET", secret.to_string()),
+        ("ASSENT_CHANNELS", "whatsapp".to_string()),
+        ("ASSENT_TABLE", table.to_string()),
+        ("ASSENT_SCHEDULE_GROUP", group.to_string()),
+        (
+            "ASSENT_TIMEOUT_TARGET_ARN",
+            "arn:aws:lambda:us-east-1:123456789012:function:t".to_string(),
+        ),
+        (
+            "ASSENT_SCHEDULER_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/r".to_string(),
+        ),
+        (
+            "ASSENT_TEMPLATE_PARAMS",
+            r#"{"policy_url": "https://example.com/privacy"}"#.to_string(),
+        ),
+    ]
+}

@@ -549,6 +549,15 @@ mod dynamodb {
     use assent::store::DynamoStore;
     use assent::timers::SchedulerTimers;
 
+    /// A store over a fresh table, with an unmetered client and the table's name, to look
+    /// at the table directly.
+    async fn dynamo_store() -> (DynamoStore, aws_sdk_dynamodb::Client, String) {
+        let sdk = aws::sdk().await;
+        let client = aws::dynamodb(&sdk, &Meter::default());
+        let table = aws::table(&client).await;
+        (DynamoStore::new(client.clone(), &table), client, table)
+    }
+
     async fn dynamo() -> (Arc<dyn Store>, [Arc<dyn Timers>; 2]) {
         let sdk = aws::sdk().await;
         let meter = Meter::default();
@@ -607,17 +616,13 @@ mod dynamodb {
 
     #[tokio::test]
     async fn dynamodb_segment_entries_follow_the_tags() {
-        let sdk = aws::sdk().await;
-        let client = aws::dynamodb(&sdk, &Meter::default());
-        let store = DynamoStore::new(client.clone(), aws::table(&client).await);
+        let (store, _, _) = dynamo_store().await;
         segment_entries_follow_the_tags(&store).await;
     }
 
     #[tokio::test]
     async fn dynamodb_segment_pages_list_every_contact_once() {
-        let sdk = aws::sdk().await;
-        let client = aws::dynamodb(&sdk, &Meter::default());
-        let store = DynamoStore::new(client.clone(), aws::table(&client).await);
+        let (store, _, _) = dynamo_store().await;
         segment_pages_list_every_contact_once(&store).await;
     }
 
@@ -628,10 +633,7 @@ mod dynamodb {
     async fn dynamodb_one_tag_is_spread_over_index_keys_and_old_entries_stay_listed() {
         use assent::ports::AdminStore;
         use aws_sdk_dynamodb::types::AttributeValue as V;
-        let sdk = aws::sdk().await;
-        let client = aws::dynamodb(&sdk, &Meter::default());
-        let table = aws::table(&client).await;
-        let store = DynamoStore::new(client.clone(), &table);
+        let (store, client, table) = dynamo_store().await;
         let mut tagged = Vec::new();
         for n in 0..20 {
             let c = ContactId::new("whatsapp", &format!("4915300000{n:03}"));

@@ -116,25 +116,8 @@ async fn main() {
         .unwrap();
     sandbox.answer_after(Duration::from_millis(latency));
     let (emulator, addr) = emulator().await;
-    let env = vec![
-        ("ASSENT_TABLE", table.clone()),
-        ("ASSENT_CHANNEL_SECRET", secret),
-        ("ASSENT_CHANNELS", "whatsapp".into()),
-        ("WHATSAPP_API_BASE", sandbox.base_url()),
-        ("ASSENT_SCHEDULE_GROUP", group),
-        (
-            "ASSENT_TIMEOUT_TARGET_ARN",
-            "arn:aws:lambda:us-east-1:123456789012:function:t".into(),
-        ),
-        (
-            "ASSENT_SCHEDULER_ROLE_ARN",
-            "arn:aws:iam::123456789012:role/r".into(),
-        ),
-        (
-            "ASSENT_TEMPLATE_PARAMS",
-            r#"{"policy_url": "https://example.com/privacy"}"#.into(),
-        ),
-    ];
+    let mut env = step_env(&table, &secret, &group);
+    env.push(("WHATSAPP_API_BASE", sandbox.base_url()));
     let _step = spawn(&format!("{dir}/assent-step"), &addr, &env);
     let mut bench = Bench {
         store: DynamoStore::new(client, &table),

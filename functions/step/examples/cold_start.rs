@@ -89,24 +89,7 @@ fn functions(table: &str, secret: &str, run: usize) -> Vec<Function> {
         (
             "assent-step",
             "assent-step",
-            vec![
-                ("ASSENT_TABLE", table.clone()),
-                ("ASSENT_CHANNEL_SECRET", secret.into()),
-                ("ASSENT_CHANNELS", "whatsapp".into()),
-                ("ASSENT_SCHEDULE_GROUP", "g".into()),
-                (
-                    "ASSENT_TIMEOUT_TARGET_ARN",
-                    "arn:aws:lambda:us-east-1:123456789012:function:t".into(),
-                ),
-                (
-                    "ASSENT_SCHEDULER_ROLE_ARN",
-                    "arn:aws:iam::123456789012:role/r".into(),
-                ),
-                (
-                    "ASSENT_TEMPLATE_PARAMS",
-                    r#"{"policy_url": "https://example.com/privacy"}"#.into(),
-                ),
-            ],
+            step_env(&table, secret, "g"),
             json!({"Records": [record]}),
         ),
         (

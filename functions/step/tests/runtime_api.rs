@@ -31,7 +31,7 @@ async fn the_step_binary_publishes_its_workflow_and_answers_a_stream_batch() {
     let _child = spawn(
         env!("CARGO_BIN_EXE_assent-step"),
         &addr,
-        &step_env(&table, secret),
+        &step_env(&table, &secret, "g"),
     );
     let answer = emulator.answer("batch-1").await.expect("a batch response");
     println!(
@@ -46,28 +46,6 @@ async fn the_step_binary_publishes_its_workflow_and_answers_a_stream_batch() {
         .unwrap();
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].id, "request-consent-privacy");
-}
-
-/// What the template sets for the step function, with the channel keys in `secret`.
-fn step_env(table: &str, secret: String) -> Vec<(&'static str, String)> {
-    vec![
-        ("ASSENT_CHANNEL_SECRET", secret),
-        ("ASSENT_CHANNELS", "whatsapp".to_string()),
-        ("ASSENT_TABLE", table.to_string()),
-        ("ASSENT_SCHEDULE_GROUP", "g".to_string()),
-        (
-            "ASSENT_TIMEOUT_TARGET_ARN",
-            "arn:aws:lambda:us-east-1:123456789012:function:t".to_string(),
-        ),
-        (
-            "ASSENT_SCHEDULER_ROLE_ARN",
-            "arn:aws:iam::123456789012:role/r".to_string(),
-        ),
-        (
-            "ASSENT_TEMPLATE_PARAMS",
-            r#"{"policy_url": "https://example.com/privacy"}"#.to_string(),
-        ),
-    ]
 }
 
 /// A secret that lacks a key of a channel the function is to serve: the function does
@@ -85,7 +63,7 @@ async fn the_step_binary_does_not_start_without_its_channels_keys() {
     let mut child = spawn(
         env!("CARGO_BIN_EXE_assent-step"),
         &addr,
-        &step_env(&table, secret),
+        &step_env(&table, &secret, "g"),
     );
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
         .await

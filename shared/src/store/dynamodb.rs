@@ -26,6 +26,7 @@ mod segments;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, ReturnConsumedCapacity, ScalarAttributeType,
@@ -453,6 +454,31 @@ impl StateStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// One page, of at most `limit` items, of a query for the items whose `attribute` is
+    /// `value`, in the table or in `index`.
+    async fn query_page(
+        &self,
+        index: Option<&str>,
+        attribute: &str,
+        value: String,
+        start: Option<HashMap<String, AttributeValue>>,
+        limit: usize,
+    ) -> Result<QueryOutput, StoreError> {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(str::to_string))
+            .key_condition_expression("#key = :value")
+            .expression_attribute_names("#key", attribute)
+            .expression_attribute_values(":value", s(value))
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)
+    }
+
     /// Up to `limit` contacts of one shard of a segment, from `cursor`; and whether that
     /// shard may hold more.
     async fn segment_shard_page(
@@ -470,18 +496,8 @@ impl DynamoStore {
             ])
         });
         let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(SEGMENT_INDEX)
-            .key_condition_expression("seg = :key")
-            .expression_attribute_values(":key", s(key))
-            .set_exclusive_start_key(start)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .query_page(Some(SEGMENT_INDEX), SEGMENT_KEY, key, start, limit)
+            .await?;
         let contacts = page
             .items
             .unwrap_or_default()
@@ -551,17 +567,8 @@ impl AdminStore for DynamoStore {
             HashMap::from([(PK.to_string(), s(PARKED_PK)), (SK.to_string(), s(contact))])
         });
         let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(PARKED_PK))
-            .set_exclusive_start_key(start)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .query_page(None, PK, PARKED_PK.into(), start, limit)
+            .await?;
         let parked = page
             .items
             .unwrap_or_default()
