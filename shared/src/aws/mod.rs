@@ -4,6 +4,7 @@
 //! local emulator.
 
 pub mod channel_secret;
+pub mod cost;
 pub mod meter;
 pub mod step;
 pub mod timeout;
