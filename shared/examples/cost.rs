@@ -23,14 +23,12 @@ use tower::ServiceExt;
 use assent::aws::cost::{self, FlowUsage, Line, Part};
 use assent::aws::meter::{self, Meter};
 use assent::channels::whatsapp::sandbox::{self, GraphSandbox};
-use assent::channels::whatsapp::sign;
 use assent::clock::SystemClock;
 use assent::contact::{Address, ContactId};
 use assent::engine::OutboundMessage;
 use assent::ports::{ChannelSender, Clock};
 use assent::runtime::Runtime;
 use assent::store::DynamoStore;
-use assent::timers::{Disabled, SchedulerTimers};
 use support::aws;
 
 /// The template's memory sizes (GB).
@@ -57,15 +55,7 @@ fn billed(d: Duration) -> f64 {
 impl Bench {
     /// POSTs a signed WhatsApp body as an HTTP API (v2) event, as one webhook invocation.
     async fn post(&mut self, body: &Value) {
-        let body = sandbox::meta_json(body);
-        let event = json!({
-            "version": "2.0", "routeKey": "POST /webhooks/{channel}", "rawPath": "/webhooks/whatsapp", "rawQueryString": "",
-            "headers": {"content-type": "application/json", "x-hub-signature-256": sign(support::SECRET, body.as_bytes())},
-            "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
-                "http": {"method": "POST", "path": "/webhooks/whatsapp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "facebookexternalua"},
-                "requestId": "r", "routeKey": "POST /webhooks/{channel}", "stage": "$default", "time": "01/Dec/2026:21:00:00 +0000", "timeEpoch": 1_796_160_000_000_i64},
-            "pathParameters": {"channel": "whatsapp"}, "body": body, "isBase64Encoded": false
-        });
+        let event = aws::http_api_event(&sandbox::meta_json(body));
         let started = Instant::now();
         let request = lambda_http::request::from_str(&event.to_string()).expect("an HTTP event");
         let response = self.webhook.clone().oneshot(request).await.unwrap();
@@ -172,27 +162,8 @@ async fn main() {
     let group = aws::schedule_group(&scheduler).await;
     let sandbox = support::sandbox().await;
     sandbox.answer_after(Duration::from_millis(latency));
-    let clock = Arc::new(SystemClock);
-    let webhook_runtime = Arc::new(Runtime::new(
-        Arc::new(store.clone()),
-        Arc::new(Disabled),
-        support::whatsapp(&sandbox),
-        clock.clone(),
-        Default::default(),
-    ));
-    let timers = SchedulerTimers::new(
-        scheduler,
-        aws::scheduler_config(&group),
-        Arc::new(store.clone()),
-        clock.clone(),
-    );
-    let step = support::runtime(
-        Arc::new(store.clone()),
-        Arc::new(timers),
-        support::whatsapp(&sandbox),
-        clock,
-    )
-    .await;
+    let (webhook_runtime, step) =
+        aws::function_runtimes(&store, scheduler, &group, &sandbox, Arc::new(SystemClock)).await;
     let mut bench = Bench {
         webhook: assent::http::router(webhook_runtime),
         step,

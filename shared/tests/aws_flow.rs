@@ -25,8 +25,8 @@ use assent::ports::{Clock, LedgerStore, StateStore};
 use assent::runtime::Runtime;
 use assent::store::DynamoStore;
 use assent::store::dynamodb::{CONTACT_PREFIX, LEDGER_PREFIX, STREAM_FILTER_PATTERN};
+use assent::timers::Disabled;
 use assent::timers::scheduler::TimeoutInput;
-use assent::timers::{Disabled, SchedulerTimers};
 use support::aws;
 
 /// The budget per accepted flow (hello, the question, the tap, the acknowledgement).
@@ -82,26 +82,8 @@ impl Stack {
         let sandbox = support::sandbox().await;
         // From the real time, so that TTLs and the emulator's stream times agree with it.
         let clock = Arc::new(ManualClock::starting_at(assent::clock::SystemClock.now()));
-        let webhook_runtime = Arc::new(Runtime::new(
-            Arc::new(store.clone()),
-            Arc::new(Disabled),
-            support::whatsapp(&sandbox),
-            clock.clone(),
-            Default::default(),
-        ));
-        let timers = SchedulerTimers::new(
-            scheduler.clone(),
-            aws::scheduler_config(&group),
-            Arc::new(store.clone()),
-            clock.clone(),
-        );
-        let step = support::runtime(
-            Arc::new(store.clone()),
-            Arc::new(timers),
-            support::whatsapp(&sandbox),
-            clock.clone(),
-        )
-        .await;
+        let (webhook_runtime, step) =
+            aws::function_runtimes(&store, scheduler, &group, &sandbox, clock.clone()).await;
         let timeout = Arc::new(Runtime::new(
             Arc::new(store.clone()),
             Arc::new(Disabled),
@@ -211,14 +193,7 @@ impl Stack {
         ));
         let headers = json!({"content-type": "application/json", "x-hub-signature-256": sign(support::SECRET, body.as_bytes())});
         let event = match ingress {
-            Ingress::HttpApi => json!({
-                "version": "2.0", "routeKey": "POST /webhooks/{channel}", "rawPath": "/webhooks/whatsapp", "rawQueryString": "",
-                "headers": headers,
-                "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
-                    "http": {"method": "POST", "path": "/webhooks/whatsapp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "facebookexternalua"},
-                    "requestId": "r", "routeKey": "POST /webhooks/{channel}", "stage": "$default", "time": "01/Dec/2026:21:00:00 +0000", "timeEpoch": 1_796_160_000_000_i64},
-                "pathParameters": {"channel": "whatsapp"}, "body": body, "isBase64Encoded": false
-            }),
+            Ingress::HttpApi => aws::http_api_event(&body),
             // As AWS documents a function URL's request: the same payload format, with no
             // route and no path parameters.
             Ingress::FunctionUrl => json!({

@@ -270,4 +270,50 @@ pub mod aws {
             max_event_age_seconds: 3600,
         }
     }
+
+    /// The webhook and step functions' runtimes over `store`, as their mains build them:
+    /// the webhook's arms no timers, the step's arms them in the Scheduler's `group`.
+    pub async fn function_runtimes(
+        store: &assent::store::DynamoStore,
+        scheduler: aws_sdk_scheduler::Client,
+        group: &str,
+        sandbox: &super::GraphSandbox,
+        clock: Arc<dyn assent::ports::Clock>,
+    ) -> (Arc<assent::runtime::Runtime>, Arc<assent::runtime::Runtime>) {
+        let webhook = Arc::new(assent::runtime::Runtime::new(
+            Arc::new(store.clone()),
+            Arc::new(assent::timers::Disabled),
+            super::whatsapp(sandbox),
+            clock.clone(),
+            Default::default(),
+        ));
+        let timers = assent::timers::SchedulerTimers::new(
+            scheduler,
+            scheduler_config(group),
+            Arc::new(store.clone()),
+            clock.clone(),
+        );
+        let step = super::runtime(
+            Arc::new(store.clone()),
+            Arc::new(timers),
+            super::whatsapp(sandbox),
+            clock,
+        )
+        .await;
+        (webhook, step)
+    }
+
+    /// A signed WhatsApp webhook `body` as the HTTP API (payload v2) hands it to the
+    /// webhook function.
+    pub fn http_api_event(body: &str) -> serde_json::Value {
+        let signature = assent::channels::whatsapp::sign(super::SECRET, body.as_bytes());
+        serde_json::json!({
+            "version": "2.0", "routeKey": "POST /webhooks/{channel}", "rawPath": "/webhooks/whatsapp", "rawQueryString": "",
+            "headers": {"content-type": "application/json", "x-hub-signature-256": signature},
+            "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
+                "http": {"method": "POST", "path": "/webhooks/whatsapp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "facebookexternalua"},
+                "requestId": "r", "routeKey": "POST /webhooks/{channel}", "stage": "$default", "time": "01/Dec/2026:21:00:00 +0000", "timeEpoch": 1_796_160_000_000_i64},
+            "pathParameters": {"channel": "whatsapp"}, "body": body, "isBase64Encoded": false
+        })
+    }
 }
