@@ -550,7 +550,7 @@ fn the_table_and_stream_match_what_the_code_expects() {
     );
     assert_eq!(stream["BisectBatchOnFunctionError"], true);
     assert!(stream["MaximumRetryAttempts"].as_u64().is_some());
-    // A batch's contacts all run together only if a batch holds no more than that.
+    // A batch's contacts all run together only if a batch holds at most CONTACTS_AT_ONCE.
     let batch = stream["BatchSize"].as_u64().unwrap();
     assert!(
         batch as usize <= assent::aws::step::CONTACTS_AT_ONCE,
