@@ -45,6 +45,8 @@ struct Bench {
     webhook_seconds: f64,
     batches: u64,
     step_seconds: f64,
+    /// Messages per contact whose status reports were posted.
+    reported: std::collections::HashMap<String, usize>,
 }
 
 /// What Lambda bills for a call that took `d`: whole milliseconds, rounded up.
@@ -99,11 +101,13 @@ impl Bench {
         assert!(response.batch_item_failures.is_empty());
     }
 
-    /// The channel's status reports for every message sent to `contacts` since `before`.
-    async fn statuses(&mut self, contacts: &[String], before: usize) {
+    /// The channel's status reports for every message sent to `contacts` that has not
+    /// had them yet.
+    async fn statuses(&mut self, contacts: &[String]) {
         for c in contacts {
             let sent = self.sandbox.sent_to(c).len();
-            for n in before..sent {
+            let reported = self.reported.insert(c.clone(), sent).unwrap_or(0);
+            for n in reported..sent {
                 for status in STATUSES {
                     let wamid = format!("wamid.out.{c}.{n}");
                     let body = sandbox::status_webhook(support::PHONE_NUMBER_ID, c, &wamid, status);
@@ -173,6 +177,7 @@ async fn main() {
         webhook_seconds: 0.0,
         batches: 0,
         step_seconds: 0.0,
+        reported: Default::default(),
     };
 
     let before = meter.snapshot();
@@ -186,10 +191,10 @@ async fn main() {
             })
             .collect();
         bench.round(&contacts, &sandbox::text("Hello")).await;
-        bench.statuses(&contacts, 0).await;
+        bench.statuses(&contacts).await;
         let tap = sandbox::button_reply("agree", "AGREE & PROCEED");
         bench.round(&contacts, &tap).await;
-        bench.statuses(&contacts, 2).await;
+        bench.statuses(&contacts).await;
         for c in &contacts {
             let sent = bench.sandbox.sent_to(c);
             assert_eq!(sent.len(), 3, "{c}: link, question, thanks");

@@ -5,7 +5,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AdminApi, REQUESTED_BY, enqueue, error, ok, unavailable};
+use super::{AdminApi, REQUESTED_BY, enqueue, error, ok, queued, unavailable};
 use crate::contact::ContactId;
 use crate::engine::Event;
 use crate::ports::{ContactRecord, StoreError};
@@ -93,11 +93,7 @@ pub async fn show(State(api): State<AdminApi>, Path(id): Path<String>) -> Respon
 pub async fn resume(State(api): State<AdminApi>, Path(id): Path<String>) -> Response {
     let id = ContactId::from_stored(id);
     match resume_contact(&api, &id).await {
-        Ok(Resumed::Queued) => (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({"contact": id, "status": "queued"})),
-        )
-            .into_response(),
+        Ok(Resumed::Queued) => queued(&id),
         Ok(Resumed::NothingPending) => ok(json!({"contact": id, "status": "nothing pending"})),
         Ok(Resumed::NoContact) => error(StatusCode::NOT_FOUND, "no such contact"),
         Err(e) => unavailable(e),

@@ -1,7 +1,7 @@
 //! The admin API under `/admin` (docs/admin-api.yaml): segments, contacts, the consent
-//! ledger, withdrawal, parked contacts and resuming their pending effects, erasure, export, workflows and reports.
-//! The same router serves `assent-local` (bearer token) and the admin Lambda function (IAM
-//! auth at the gateway).
+//! ledger, withdrawal, parked contacts and resuming their pending effects, erasure,
+//! export, workflows and reports. The same router serves `assent-local` (bearer token)
+//! and the admin Lambda function (IAM auth at the gateway).
 
 mod consent;
 mod contacts;
@@ -136,11 +136,16 @@ pub(crate) async fn enqueue(
     Ok(())
 }
 
-/// [`enqueue`], answered with 202.
+/// [`enqueue`], answered with [`queued`].
 pub(crate) async fn queue(api: &AdminApi, id: &ContactId, kind: &str, event: Event) -> Response {
-    if let Err(e) = enqueue(api, id, kind, event).await {
-        return unavailable(e);
+    match enqueue(api, id, kind, event).await {
+        Ok(()) => queued(id),
+        Err(e) => unavailable(e),
     }
+}
+
+/// 202: an event for the contact is in its inbox.
+pub(crate) fn queued(id: &ContactId) -> Response {
     (
         StatusCode::ACCEPTED,
         axum::Json(json!({"contact": id, "status": "queued"})),

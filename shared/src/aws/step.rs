@@ -30,10 +30,18 @@ pub const CONTACTS_AT_ONCE: usize = 25;
 /// How long a record may keep failing before it is parked.
 pub const PARK_AFTER: Duration = Duration::from_secs(3600);
 
-/// One contact's doorbell records in the batch (stream sequence number, created at).
+/// One of a contact's doorbell records: where it stands in the batch, its stream sequence
+/// number, and when it was written.
+struct Doorbell {
+    position: usize,
+    sequence: String,
+    created: Timestamp,
+}
+
+/// One contact's doorbell records in the batch.
 struct Rung {
     contact: ContactId,
-    records: Vec<(String, Timestamp)>,
+    records: Vec<Doorbell>,
 }
 
 pub async fn handle(
@@ -45,38 +53,35 @@ pub async fn handle(
     if let Err(e) = runtime.refresh_catalog(CATALOG_MAX_AGE).await {
         tracing::warn!(error = %e, "could not refresh the workflows; using the ones loaded");
     }
-    let (rungs, order) = rungs(event.payload.records);
+    let rungs = rungs(event.payload.records);
     // Contacts are independent and each mostly waits on its channel's API, so a batch's
     // contacts run together: the invocation (billed by duration) lasts about as long as
     // its slowest contact, not the sum. A contact's own records stay in order.
-    let failed: Vec<Vec<String>> = futures_util::stream::iter(rungs)
+    let failed: Vec<Vec<Doorbell>> = futures_util::stream::iter(rungs)
         .map(|rung| ring(runtime, store, rung))
         .buffer_unordered(CONTACTS_AT_ONCE)
         .collect()
         .await;
     // In the batch's order: Lambda goes on from the first failed record.
-    let mut failures: Vec<String> = failed.into_iter().flatten().collect();
-    failures.sort_by_key(|id| order.iter().position(|s| s == id));
+    let mut failures: Vec<Doorbell> = failed.into_iter().flatten().collect();
+    failures.sort_by_key(|record| record.position);
     let mut response = DynamoDbEventResponse::default();
     response.batch_item_failures = failures
         .into_iter()
-        .map(|id| {
+        .map(|record| {
             let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(id);
+            failure.item_identifier = Some(record.sequence);
             failure
         })
         .collect();
     Ok(response)
 }
 
-/// The batch's records grouped by contact, in order of first appearance; and every
-/// record's sequence number in the batch's order.
-fn rungs(records: Vec<DynamoDbEventRecord>) -> (Vec<Rung>, Vec<String>) {
+/// The batch's records grouped by contact, in order of first appearance.
+fn rungs(records: Vec<DynamoDbEventRecord>) -> Vec<Rung> {
     let mut rungs: Vec<Rung> = Vec::new();
-    let mut order: Vec<String> = Vec::new();
-    for record in records {
+    for (position, record) in records.into_iter().enumerate() {
         let sequence = record.change.sequence_number.clone().unwrap_or_default();
-        order.push(sequence.clone());
         let created = Timestamp(
             record
                 .change
@@ -91,38 +96,44 @@ fn rungs(records: Vec<DynamoDbEventRecord>) -> (Vec<Rung>, Vec<String>) {
         let Some(contact) = contact_from_pk(pk).filter(|_| sk.starts_with(INBOX_PREFIX)) else {
             continue; // not an inbox item: the event source filter should have dropped it
         };
+        let doorbell = Doorbell {
+            position,
+            sequence,
+            created,
+        };
         match rungs.iter_mut().find(|r| r.contact == contact) {
-            Some(rung) => rung.records.push((sequence, created)),
+            Some(rung) => rung.records.push(doorbell),
             None => rungs.push(Rung {
                 contact,
-                records: vec![(sequence, created)],
+                records: vec![doorbell],
             }),
         }
     }
-    (rungs, order)
+    rungs
 }
 
 /// Runs one contact's steps; returns its records to report failed (Lambda retries them).
-async fn ring(runtime: &Runtime, store: &DynamoStore, rung: Rung) -> Vec<String> {
+async fn ring(runtime: &Runtime, store: &DynamoStore, rung: Rung) -> Vec<Doorbell> {
     let Err(e) = runtime.run_steps(&rung.contact).await else {
         return Vec::new();
     };
     let now = runtime.now();
     let mut failures = Vec::new();
-    for (record, created) in &rung.records {
-        let give_up = !e.is_retryable() || created.plus(PARK_AFTER) <= now;
+    for record in rung.records {
+        let give_up = !e.is_retryable() || record.created.plus(PARK_AFTER) <= now;
         if !give_up {
             tracing::warn!(contact = %rung.contact.log_ref(), error = %e, "will be retried");
-            failures.push(record.clone());
+            failures.push(record);
             continue;
         }
-        tracing::error!(contact = %rung.contact.log_ref(), error = %e, record = %record, "parked");
+        let sequence = &record.sequence;
+        tracing::error!(contact = %rung.contact.log_ref(), error = %e, record = %sequence, "parked");
         if store
-            .park(&rung.contact, record, &e.to_string(), now)
+            .park(&rung.contact, sequence, &e.to_string(), now)
             .await
             .is_err()
         {
-            failures.push(record.clone());
+            failures.push(record);
         }
     }
     failures

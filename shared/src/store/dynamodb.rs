@@ -264,6 +264,59 @@ impl DynamoStore {
         self.delete(pk, &format!("{TAG_PREFIX}{tag}")).await
     }
 
+    /// One page, of at most `limit` items, of a query for the items whose `attribute` is
+    /// `value`, in the table or in `index`.
+    async fn query_page(
+        &self,
+        index: Option<&str>,
+        attribute: &str,
+        value: String,
+        start: Option<HashMap<String, AttributeValue>>,
+        limit: usize,
+    ) -> Result<QueryOutput, StoreError> {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(str::to_string))
+            .key_condition_expression("#key = :value")
+            .expression_attribute_names("#key", attribute)
+            .expression_attribute_values(":value", s(value))
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Up to `limit` contacts of one shard of a segment, from `cursor`; and whether that
+    /// shard may hold more.
+    async fn segment_shard_page(
+        &self,
+        tag: &str,
+        cursor: &Cursor,
+        limit: usize,
+    ) -> Result<(Vec<ContactId>, bool), StoreError> {
+        let key = segments::index_key(tag, cursor.shard);
+        let start = cursor.after.as_ref().map(|contact| {
+            HashMap::from([
+                (SEGMENT_KEY.to_string(), s(&key)),
+                (PK.to_string(), s(contact_pk(contact))),
+                (SK.to_string(), s(format!("{TAG_PREFIX}{tag}"))),
+            ])
+        });
+        let page = self
+            .query_page(Some(SEGMENT_INDEX), SEGMENT_KEY, key, start, limit)
+            .await?;
+        let contacts = page
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| text(item, PK).ok().and_then(contact_from_pk))
+            .collect();
+        Ok((contacts, page.last_evaluated_key.is_some()))
+    }
+
     /// Creates the table as the infra template does (for tests and local emulators).
     pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
         let attribute = |name: &str| {
@@ -453,61 +506,6 @@ impl StateStore for DynamoStore {
     }
 }
 
-impl DynamoStore {
-    /// One page, of at most `limit` items, of a query for the items whose `attribute` is
-    /// `value`, in the table or in `index`.
-    async fn query_page(
-        &self,
-        index: Option<&str>,
-        attribute: &str,
-        value: String,
-        start: Option<HashMap<String, AttributeValue>>,
-        limit: usize,
-    ) -> Result<QueryOutput, StoreError> {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .set_index_name(index.map(str::to_string))
-            .key_condition_expression("#key = :value")
-            .expression_attribute_names("#key", attribute)
-            .expression_attribute_values(":value", s(value))
-            .set_exclusive_start_key(start)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(unavailable)
-    }
-
-    /// Up to `limit` contacts of one shard of a segment, from `cursor`; and whether that
-    /// shard may hold more.
-    async fn segment_shard_page(
-        &self,
-        tag: &str,
-        cursor: &Cursor,
-        limit: usize,
-    ) -> Result<(Vec<ContactId>, bool), StoreError> {
-        let key = segments::index_key(tag, cursor.shard);
-        let start = cursor.after.as_ref().map(|contact| {
-            HashMap::from([
-                (SEGMENT_KEY.to_string(), s(&key)),
-                (PK.to_string(), s(contact_pk(contact))),
-                (SK.to_string(), s(format!("{TAG_PREFIX}{tag}"))),
-            ])
-        });
-        let page = self
-            .query_page(Some(SEGMENT_INDEX), SEGMENT_KEY, key, start, limit)
-            .await?;
-        let contacts = page
-            .items
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|item| text(item, PK).ok().and_then(contact_from_pk))
-            .collect();
-        Ok((contacts, page.last_evaluated_key.is_some()))
-    }
-}
-
 #[async_trait]
 impl AdminStore for DynamoStore {
     /// Reads the tag's index keys one after another, so a page may span shards; the
@@ -518,14 +516,16 @@ impl AdminStore for DynamoStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<ContactId>, Option<String>), StoreError> {
+        let limit = limit.max(1);
         let mut cursor = after.map_or(Cursor::START, Cursor::decode);
-        let mut contacts = Vec::new();
-        while contacts.len() < limit {
+        let mut contacts: Vec<ContactId> = Vec::new();
+        loop {
             let (found, more) = self
                 .segment_shard_page(tag, &cursor, limit - contacts.len())
                 .await?;
-            cursor = match (more, found.last()) {
-                (true, Some(last)) => Cursor {
+            contacts.extend(found);
+            cursor = match contacts.last() {
+                Some(last) if more => Cursor {
                     shard: cursor.shard,
                     after: Some(last.clone()),
                 },
@@ -533,14 +533,12 @@ impl AdminStore for DynamoStore {
                     shard: cursor.shard + 1,
                     after: None,
                 },
-                _ => {
-                    contacts.extend(found);
-                    return Ok((contacts, None));
-                }
+                _ => return Ok((contacts, None)),
             };
-            contacts.extend(found);
+            if contacts.len() >= limit {
+                return Ok((contacts, Some(cursor.encode())));
+            }
         }
-        Ok((contacts, Some(cursor.encode())))
     }
 
     async fn erase(&self, contact: &ContactId) -> Result<bool, StoreError> {
