@@ -92,22 +92,7 @@ fn channels(args: &Args) -> Result<(Channels, Option<Arc<WebChat>>), String> {
         None => SessionKey::load_or_create(&args.data_dir.join(WEB_SESSION_KEY_FILE))
             .map_err(|e| format!("web chat session key: {e}"))?,
     };
-    let origins = var("WEB_ALLOWED_ORIGINS")
-        .unwrap_or_default()
-        .split(',')
-        .map(|o| o.trim().trim_end_matches('/').to_string())
-        .filter(|o| !o.is_empty())
-        .collect();
-    let sessions_per_minute = match var("WEB_SESSIONS_PER_MINUTE") {
-        None => channels::web::SESSIONS_PER_MINUTE,
-        Some(n) => n.trim().parse().map_err(|_| {
-            format!("WEB_SESSIONS_PER_MINUTE must be a whole number (0: no limit), not {n:?}")
-        })?,
-    };
-    let address_header = var("WEB_CLIENT_ADDRESS_HEADER").filter(|h| !h.trim().is_empty());
-    let web = Arc::new(
-        WebChat::new(key, origins).with_session_limit(sessions_per_minute, address_header),
-    );
+    let web = Arc::new(WebChat::from_env(&var, key)?);
     Ok((channels.with(web.clone()), Some(web)))
 }
 

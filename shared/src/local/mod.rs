@@ -101,12 +101,7 @@ impl LocalApp {
     pub fn router(&self) -> axum::Router {
         let mut router = crate::http::router(Arc::new(self.clone()));
         if let Some(web) = &self.web {
-            router = router
-                .merge(crate::channels::web::routes::router(web.clone()))
-                .layer(axum::middleware::from_fn_with_state(
-                    web.clone(),
-                    crate::channels::web::routes::cors,
-                ));
+            router = crate::channels::web::routes::added_to(router, web.clone());
         }
         if let Some(token) = &self.admin_token {
             let api = crate::admin::AdminApi {

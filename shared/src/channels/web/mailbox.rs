@@ -1,9 +1,14 @@
-//! Messages on their way to browsers: per visitor, numbered, the last [`KEPT_PER_VISITOR`]
-//! kept. At most [`VISITORS_MAX`] visitors are held (about 100 MB at the very most); past
-//! that, those away a day go first, then the one away longest. A browser long-polls for
-//! what comes after the last number it saw.
+//! Messages on their way to browsers, per visitor and numbered. The [`Mailbox`] trait has
+//! two homes: [`MemoryMailbox`] for `assent-local`, which browsers long-poll, and the
+//! DynamoDB table on AWS (`store::dynamodb::mailbox`), which browsers poll at the pace it
+//! names, since a Lambda function waiting on a long-poll would be billed for the wait.
+//!
+//! The memory mailbox keeps the last [`KEPT_PER_VISITOR`] messages of at most
+//! [`VISITORS_MAX`] visitors (about 100 MB at the very most); past that, those away a day
+//! go first, then the one away longest.
 
-use serde::Serialize;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,12 +22,43 @@ pub const VISITOR_IDLE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// the visitor away longest is dropped (their conversation stays in the store).
 pub const VISITORS_MAX: usize = 10_000;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[async_trait]
+pub trait Mailbox: Send + Sync {
+    /// Puts a message in `visitor`'s queue; returns its number, higher than any before.
+    async fn push(&self, visitor: &str, message: &OutboundMessage) -> Result<u64, String>;
+
+    /// What came after `seq` (at most [`KEPT_PER_VISITOR`], oldest first). A mailbox that
+    /// can wait does so up to `patience` for something to come.
+    async fn after(
+        &self,
+        visitor: &str,
+        seq: u64,
+        patience: Duration,
+    ) -> Result<Vec<Delivered>, String>;
+
+    /// How long a browser should pause between polls; `None`: it may poll again at once,
+    /// because every poll waits for news.
+    fn poll_pause(&self) -> Option<Duration> {
+        None
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Delivered {
     pub seq: u64,
     pub text: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub choices: Vec<Choice>,
+}
+
+impl Delivered {
+    pub fn new(seq: u64, message: &OutboundMessage) -> Delivered {
+        let (text, choices) = match message {
+            OutboundMessage::Text { text } => (text.clone(), Vec::new()),
+            OutboundMessage::Question { text, choices } => (text.clone(), choices.clone()),
+        };
+        Delivered { seq, text, choices }
+    }
 }
 
 struct Queue {
@@ -52,44 +88,44 @@ impl Queue {
 }
 
 #[derive(Default)]
-pub struct Mailbox {
+pub struct MemoryMailbox {
     queues: Mutex<HashMap<String, Queue>>,
 }
 
-impl Mailbox {
-    /// Puts a message in `visitor`'s queue; returns its number.
-    pub fn push(&self, visitor: &str, message: &OutboundMessage) -> u64 {
+#[async_trait]
+impl Mailbox for MemoryMailbox {
+    async fn push(&self, visitor: &str, message: &OutboundMessage) -> Result<u64, String> {
         let Ok(mut queues) = self.queues.lock() else {
-            return 0;
+            return Err("the mailbox is unusable after a panic".into());
         };
         let queue = queue_of(&mut queues, visitor);
         let seq = queue.next_seq;
         queue.next_seq += 1;
-        let (text, choices) = match message {
-            OutboundMessage::Text { text } => (text.clone(), Vec::new()),
-            OutboundMessage::Question { text, choices } => (text.clone(), choices.clone()),
-        };
-        queue.messages.push_back(Delivered { seq, text, choices });
+        queue.messages.push_back(Delivered::new(seq, message));
         while queue.messages.len() > KEPT_PER_VISITOR {
             queue.messages.pop_front();
         }
         queue.arrived.notify_waiters();
-        seq
+        Ok(seq)
     }
 
-    /// What came after `seq`, waiting up to `patience` for something to come.
-    pub async fn wait_after(&self, visitor: &str, seq: u64, patience: Duration) -> Vec<Delivered> {
+    async fn after(
+        &self,
+        visitor: &str,
+        seq: u64,
+        patience: Duration,
+    ) -> Result<Vec<Delivered>, String> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let arrived = {
                 let Ok(mut queues) = self.queues.lock() else {
-                    return Vec::new();
+                    return Err("the mailbox is unusable after a panic".into());
                 };
                 let queue = queue_of(&mut queues, visitor);
                 queue.touched = Instant::now();
                 let waiting = queue.after(seq);
                 if !waiting.is_empty() {
-                    return waiting;
+                    return Ok(waiting);
                 }
                 queue.arrived.clone()
             };
@@ -102,11 +138,13 @@ impl Mailbox {
                 continue;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Vec::new();
+                return Ok(Vec::new());
             }
         }
     }
+}
 
+impl MemoryMailbox {
     fn has_after(&self, visitor: &str, seq: u64) -> bool {
         self.queues
             .lock()
@@ -139,42 +177,58 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_browser_gets_what_arrives_and_only_what_is_new() {
-        let mailbox = Arc::new(Mailbox::default());
+        let mailbox = Arc::new(MemoryMailbox::default());
         let waiter = {
             let mailbox = mailbox.clone();
-            tokio::spawn(async move { mailbox.wait_after("v", 0, Duration::from_secs(30)).await })
+            tokio::spawn(async move {
+                mailbox
+                    .after("v", 0, Duration::from_secs(30))
+                    .await
+                    .unwrap()
+            })
         };
         tokio::task::yield_now().await;
-        mailbox.push(
-            "v",
-            &OutboundMessage::Text {
-                text: "hello".into(),
-            },
-        );
+        mailbox
+            .push(
+                "v",
+                &OutboundMessage::Text {
+                    text: "hello".into(),
+                },
+            )
+            .await
+            .unwrap();
         let got = waiter.await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].seq, got[0].text.as_str()), (1, "hello"));
-        mailbox.push(
-            "v",
-            &OutboundMessage::Text {
-                text: "second".into(),
-            },
-        );
-        let got = mailbox.wait_after("v", 1, Duration::from_secs(30)).await;
+        mailbox
+            .push(
+                "v",
+                &OutboundMessage::Text {
+                    text: "second".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let got = mailbox
+            .after("v", 1, Duration::from_secs(30))
+            .await
+            .unwrap();
         assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2]);
         assert!(
             mailbox
-                .wait_after("other", 0, Duration::from_millis(10))
+                .after("other", 0, Duration::from_millis(10))
                 .await
+                .unwrap()
                 .is_empty()
         );
     }
 
-    #[test]
-    fn holds_a_bounded_number_of_visitors() {
-        let mailbox = Mailbox::default();
+    #[tokio::test]
+    async fn holds_a_bounded_number_of_visitors() {
+        let mailbox = MemoryMailbox::default();
         for i in 0..=VISITORS_MAX {
-            mailbox.push(&i.to_string(), &OutboundMessage::Text { text: "hi".into() });
+            let hi = OutboundMessage::Text { text: "hi".into() };
+            mailbox.push(&i.to_string(), &hi).await.unwrap();
         }
         let queues = mailbox.queues.lock().unwrap();
         assert_eq!(queues.len(), VISITORS_MAX);
@@ -184,16 +238,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn keeps_a_bounded_history() {
-        let mailbox = Mailbox::default();
+    #[tokio::test]
+    async fn keeps_a_bounded_history() {
+        let mailbox = MemoryMailbox::default();
         for i in 0..(KEPT_PER_VISITOR + 5) {
-            mailbox.push(
-                "v",
-                &OutboundMessage::Text {
-                    text: i.to_string(),
-                },
-            );
+            let text = OutboundMessage::Text {
+                text: i.to_string(),
+            };
+            mailbox.push("v", &text).await.unwrap();
         }
         let queues = mailbox.queues.lock().unwrap();
         let kept = &queues["v"].messages;

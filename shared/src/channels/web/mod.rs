@@ -8,7 +8,7 @@ pub mod routes;
 mod session;
 mod session_limit;
 
-pub use mailbox::{Delivered, Mailbox};
+pub use mailbox::{Delivered, KEPT_PER_VISITOR, Mailbox, MemoryMailbox};
 pub use session::SessionKey;
 pub use session_limit::SessionLimit;
 
@@ -38,7 +38,7 @@ pub const SESSIONS_PER_MINUTE: u32 = 20;
 
 pub struct WebChat {
     key: SessionKey,
-    mailbox: Arc<Mailbox>,
+    mailbox: Arc<dyn Mailbox>,
     /// Origins (scheme://host[:port]) whose pages may embed the widget; the server's own
     /// pages always may.
     allowed_origins: Vec<String>,
@@ -70,11 +70,33 @@ impl WebChat {
     pub fn new(key: SessionKey, allowed_origins: Vec<String>) -> WebChat {
         WebChat {
             key,
-            mailbox: Arc::new(Mailbox::default()),
+            mailbox: Arc::new(MemoryMailbox::default()),
             allowed_origins,
             sessions: SessionLimit::new(SESSIONS_PER_MINUTE),
             address_header: None,
         }
+    }
+
+    /// The chat as `WEB_ALLOWED_ORIGINS`, `WEB_SESSIONS_PER_MINUTE` and
+    /// `WEB_CLIENT_ADDRESS_HEADER` configure it (docs/channels.md), signing with `key`.
+    pub fn from_env(
+        var: &dyn Fn(&str) -> Option<String>,
+        key: SessionKey,
+    ) -> Result<WebChat, String> {
+        let origins = var("WEB_ALLOWED_ORIGINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        let sessions_per_minute = match var("WEB_SESSIONS_PER_MINUTE") {
+            None => SESSIONS_PER_MINUTE,
+            Some(n) => n.trim().parse().map_err(|_| {
+                format!("WEB_SESSIONS_PER_MINUTE must be a whole number (0: no limit), not {n:?}")
+            })?,
+        };
+        let address_header = var("WEB_CLIENT_ADDRESS_HEADER").filter(|h| !h.trim().is_empty());
+        Ok(WebChat::new(key, origins).with_session_limit(sessions_per_minute, address_header))
     }
 
     /// At most `per_minute` new sessions per address (0: no limit), the address taken from
@@ -112,8 +134,14 @@ impl WebChat {
             .and_then(|last| last.trim().parse().ok())
     }
 
-    pub fn mailbox(&self) -> &Mailbox {
-        &self.mailbox
+    /// Where this chat's messages wait for browsers (memory unless replaced).
+    pub fn with_mailbox(mut self, mailbox: Arc<dyn Mailbox>) -> Self {
+        self.mailbox = mailbox;
+        self
+    }
+
+    pub fn mailbox(&self) -> &dyn Mailbox {
+        self.mailbox.as_ref()
     }
 
     pub fn key(&self) -> &SessionKey {
@@ -184,7 +212,14 @@ impl Channel for WebChat {
     }
 
     async fn send(&self, to: &Address, message: &OutboundMessage) -> Result<Sent, SendError> {
-        let seq = self.mailbox.push(&to.user_id, message);
+        let seq = self
+            .mailbox
+            .push(&to.user_id, message)
+            .await
+            .map_err(|reason| SendError::Retryable {
+                reason,
+                retry_after: None,
+            })?;
         Ok(Sent {
             provider_message_id: Some(seq.to_string()),
         })

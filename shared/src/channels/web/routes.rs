@@ -21,6 +21,14 @@ pub const POLL_PATIENCE: Duration = Duration::from_secs(25);
 const DEMO_PAGE: &str = include_str!("demo.html");
 const WIDGET: &str = include_str!("widget.js");
 
+/// `router` with the web chat's routes added and its CORS rules over all of them (the
+/// widget on an allowed page posts to `/webhooks/web`).
+pub fn added_to(router: Router, web: Arc<WebChat>) -> Router {
+    router
+        .merge(self::router(web.clone()))
+        .layer(axum::middleware::from_fn_with_state(web, cors))
+}
+
 pub fn router(web: Arc<WebChat>) -> Router {
     Router::new()
         .route("/", get(demo))
@@ -99,11 +107,25 @@ async fn messages(
         )
             .into_response();
     };
-    let messages = web
-        .mailbox()
-        .wait_after(&visitor, after.after, POLL_PATIENCE)
-        .await;
-    axum::Json(json!({"messages": messages})).into_response()
+    let mailbox = web.mailbox();
+    match mailbox.after(&visitor, after.after, POLL_PATIENCE).await {
+        Ok(messages) => match mailbox.poll_pause() {
+            // The browser waits between polls instead of the server during one.
+            Some(pause) => {
+                axum::Json(json!({"messages": messages, "poll_again_ms": pause.as_millis() as u64}))
+                    .into_response()
+            }
+            None => axum::Json(json!({"messages": messages})).into_response(),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "web chat: could not read a mailbox");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": "try again"})),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Lets pages on the allowed origins embed the widget: answers preflights and marks
