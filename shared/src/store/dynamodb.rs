@@ -9,6 +9,7 @@
 //! | ledger record | `c#{contact}` | `ledger#{seq:010}` | `record` (JSON), `at` (ms); never expires |
 //! | parked record | `c#{contact}` | `parked#{stream seq}` | `error`, `at` |
 //! | parked list entry | `parked` | `{contact}` | `error`, `at` (the latest parking) |
+//! | web chat mailbox | `w#{visitor}` | `next`, `msg#{seq:020}` | the messages for a browser (`mailbox.rs`) |
 //! | workflow version | `workflows` | `{id}#v{version:010}` | `published` (JSON) |
 //! | workflow draft | `drafts` | `{id}` | `definition` (JSON) |
 //! | active workflow | `settings` | `active_workflow` | `id`, `version` |
@@ -21,6 +22,7 @@
 //! consumed inbox items processed. Inbox items stay until their TTL, so a provider retry
 //! within the window still meets its key.
 
+pub mod mailbox;
 mod segments;
 
 use async_trait::async_trait;
@@ -88,6 +90,14 @@ fn contact_pk(contact: &ContactId) -> String {
 }
 
 /// The contact a partition key belongs to, if it is a contact's.
+/// The web chat visitor a contact is, if it is one: its messages wait in a mailbox.
+fn web_visitor(contact: &ContactId) -> Option<&str> {
+    contact
+        .as_str()
+        .strip_prefix(crate::channels::web::NAME)?
+        .strip_prefix(':')
+}
+
 pub fn contact_from_pk(pk: &str) -> Option<ContactId> {
     pk.strip_prefix(CONTACT_PREFIX).map(ContactId::from_stored)
 }
@@ -553,6 +563,9 @@ impl AdminStore for DynamoStore {
             self.delete(&pk, sk).await?;
         }
         self.unpark(contact).await?;
+        if let Some(visitor) = web_visitor(contact) {
+            self.delete_mailbox(visitor).await?;
+        }
         Ok(existed)
     }
 
