@@ -166,7 +166,7 @@ async fn main() {
     let group = aws::schedule_group(&scheduler).await;
     let sandbox = support::sandbox().await;
     sandbox.answer_after(Duration::from_millis(latency));
-    let (webhook_runtime, step) =
+    let (webhook_runtime, step, _web) =
         aws::function_runtimes(&store, scheduler, &group, &sandbox, Arc::new(SystemClock)).await;
     let mut bench = Bench {
         webhook: assent::http::router(webhook_runtime),

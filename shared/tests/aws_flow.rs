@@ -82,7 +82,7 @@ impl Stack {
         let sandbox = support::sandbox().await;
         // From the real time, so that TTLs and the emulator's stream times agree with it.
         let clock = Arc::new(ManualClock::starting_at(assent::clock::SystemClock.now()));
-        let (webhook_runtime, step) =
+        let (webhook_runtime, step, web) =
             aws::function_runtimes(&store, scheduler, &group, &sandbox, clock.clone()).await;
         let timeout = Arc::new(Runtime::new(
             Arc::new(store.clone()),
@@ -101,7 +101,7 @@ impl Stack {
             group,
             table,
             shard: Mutex::new(None),
-            webhook: assent::http::router(webhook_runtime),
+            webhook: assent::aws::web_chat::router(webhook_runtime, Some(web)),
             step,
             timeout,
             messages: Default::default(),
@@ -372,6 +372,48 @@ impl Stack {
             seen.push(schedule);
         }
         seen
+    }
+
+    /// A web chat request from a browser at `source_ip`, as the HTTP API (payload v2)
+    /// hands it to the webhook function. Returns the status, the Retry-After header and
+    /// the JSON body.
+    async fn web(
+        &self,
+        source_ip: &str,
+        method: &str,
+        path_and_query: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Option<String>, Value) {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let mut headers =
+            json!({"content-type": "application/json", "origin": "https://shop.example.com"});
+        if let Some(token) = token {
+            headers["authorization"] = json!(format!("Bearer {token}"));
+        }
+        let event = json!({
+            "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": query,
+            "headers": headers,
+            "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip, "userAgent": "Mozilla/5.0"},
+                "requestId": "r", "routeKey": format!("{method} {path}"), "stage": "$default", "time": "01/Dec/2026:21:00:00 +0000", "timeEpoch": 1_796_160_000_000_i64},
+            "body": body.map(|b| b.to_string()), "isBase64Encoded": false
+        });
+        let request =
+            lambda_http::request::from_str(&event.to_string()).expect("an HTTP (v2) event");
+        let response = self.webhook.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, retry_after, body)
     }
 
     fn sent_to(&self, wa_id: &str) -> Vec<SentMessage> {
@@ -961,4 +1003,176 @@ async fn a_failing_contact_never_blocks_the_batch_and_is_parked_in_time() {
     stack.post(p, agree()).await;
     stack.pump().await;
     assert!(stack.sent_to(p)[2].text().starts_with("Thank you"));
+}
+
+/// The web chat on AWS: the webhook function serves sessions and polls, the step function
+/// puts the chat's messages in the table, and a poll answers at once with the pace the
+/// widget should keep (a Lambda function waiting on a long-poll would be billed for it).
+#[tokio::test]
+async fn a_web_chat_visitor_consents_through_the_table_mailbox() {
+    let stack = Stack::new().await;
+    let ip = "198.51.100.7";
+    let (status, _, session) = stack.web(ip, "POST", "/web/session", None, None).await;
+    assert_eq!(status, 201, "{session}");
+    let token = session["token"].as_str().unwrap().to_string();
+    let visitor = token.split('.').next().unwrap().to_string();
+    let token = Some(token.as_str());
+    let opened = json!({"id": "o1", "opened": true});
+    let (status, _, _) = stack
+        .web(ip, "POST", "/webhooks/web", token, Some(opened))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(stack.pump().await, 1, "the opening was stored once");
+
+    let (status, _, polled) = stack
+        .web(ip, "GET", "/web/messages?after=0", token, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(polled["poll_again_ms"], 2000, "{polled}");
+    let messages = polled["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        2,
+        "the policy link and the question: {polled}"
+    );
+    assert!(
+        messages[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("https://example.com/privacy")
+    );
+    let choice = &messages[1]["choices"][0];
+    assert_eq!(choice["label"], "AGREE & PROCEED");
+    let asked = messages[1]["seq"].as_u64().unwrap();
+    assert!(
+        asked > messages[0]["seq"].as_u64().unwrap(),
+        "numbered in order"
+    );
+
+    let tap = json!({"id": "c1", "choice": {"id": choice["id"], "label": choice["label"]}});
+    let (status, _, _) = stack
+        .web(ip, "POST", "/webhooks/web", token, Some(tap))
+        .await;
+    assert_eq!(status, 200);
+    stack.pump().await;
+    let after_question = format!("/web/messages?after={asked}");
+    let (_, _, polled) = stack.web(ip, "GET", &after_question, token, None).await;
+    let messages = polled["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        1,
+        "only what came after the question: {polled}"
+    );
+    assert!(
+        messages[0]["choices"].is_null(),
+        "the acknowledgement: {polled}"
+    );
+    let contact = ContactId::new("web", &visitor);
+    let record = stack.store.load(&contact).await.unwrap().record.unwrap();
+    assert!(record.state.profile.tags.contains("Consent: Privacy"));
+
+    // Erasure empties the mailbox too: the messages named the visitor's conversation.
+    assert!(stack.store.erase(&contact).await.unwrap());
+    let (status, _, polled) = stack
+        .web(ip, "GET", "/web/messages?after=0", token, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(polled["messages"], json!([]), "{polled}");
+
+    let (status, _, _) = stack
+        .web(ip, "GET", "/web/messages?after=0", None, None)
+        .await;
+    assert_eq!(status, 401, "a poll needs the session token");
+}
+
+/// The session limit counts the address API Gateway saw, not a header the client sets.
+#[tokio::test]
+async fn web_chat_sessions_are_limited_per_source_address() {
+    let stack = Stack::new().await;
+    let first = "198.51.100.20";
+    for _ in 0..assent::channels::web::SESSIONS_PER_MINUTE {
+        let (status, _, _) = stack.web(first, "POST", "/web/session", None, None).await;
+        assert_eq!(status, 201);
+    }
+    let (status, retry_after, _) = stack.web(first, "POST", "/web/session", None, None).await;
+    assert_eq!(status, 429);
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+    let (status, _, _) = stack
+        .web("198.51.100.21", "POST", "/web/session", None, None)
+        .await;
+    assert_eq!(status, 201, "another address is not held back");
+}
+
+/// A person consents in a real browser with the web chat served as the webhook function
+/// serves it, over the table (the stream pumped meanwhile, as the event source mapping
+/// would). The widget keeps the pace the server names instead of polling in a loop.
+#[tokio::test]
+async fn a_person_consents_in_a_real_browser_on_the_aws_path() {
+    let chromium = std::env::var("ASSENT_TEST_CHROMIUM").expect(
+        "ASSENT_TEST_CHROMIUM is not set: run ./scripts/test, which installs chromium and playwright-core",
+    );
+    let browser =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/local/tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run ./scripts/test"
+    );
+    let stack = Stack::new().await;
+    let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = polls.clone();
+    let app = stack.webhook.clone().layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            if request.uri().path() == "/web/messages" {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            next.run(request)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let started = std::time::Instant::now();
+    let run = tokio::process::Command::new("node")
+        .arg("consent.mjs")
+        .arg(&base)
+        .current_dir(&browser)
+        .env("ASSENT_TEST_CHROMIUM", chromium)
+        .output();
+    let pump = async {
+        loop {
+            stack.pump().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let output = tokio::select! {
+        output = run => output.expect("node runs"),
+        _ = pump => unreachable!(),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let transcript = result["transcript"].as_array().unwrap();
+    assert!(
+        transcript
+            .last()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("Thank you")
+    );
+    let visitor = result["visitor"].as_str().unwrap();
+    let contact = ContactId::new("web", visitor);
+    let record = stack.store.load(&contact).await.unwrap().record.unwrap();
+    assert!(record.state.profile.tags.contains("Consent: Privacy"));
+    // Two page loads, each polling every 2 s at most while it waits: a widget that polled
+    // again at once would have made hundreds of requests in the same time.
+    let polls = polls.load(std::sync::atomic::Ordering::SeqCst);
+    let bound = 2 * (started.elapsed().as_secs() as usize / 2 + 2);
+    assert!(polls <= bound, "{polls} polls in {:?}", started.elapsed());
 }

@@ -10,13 +10,15 @@ use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use assent::aws::channel_secret::{self, WithSecret};
 use assent::aws::meter::Meter;
 use assent::aws::{AdminConfig, Env, StepConfig, TimeoutConfig, WebhookConfig};
+use assent::channels::web::Mailbox;
 use assent::clock::{ManualClock, Timestamp};
 use assent::contact::ContactId;
-use assent::engine::{Content, Inbound};
+use assent::engine::{Content, Inbound, OutboundMessage};
 use assent::ports::AdminStore;
 use assent::ports::{Clock, InboxItem, InboxStore};
 use assent::runtime::Runtime;
@@ -118,7 +120,8 @@ impl Env for Recording {
         self.read.borrow_mut().insert(name.to_string());
         Some(match name {
             "ASSENT_TEMPLATE" => "request-consent-privacy".into(),
-            channel_secret::CHANNELS_VAR => "whatsapp,telegram,messenger,twilio".into(),
+            channel_secret::CHANNELS_VAR => "whatsapp,telegram,messenger,twilio,web".into(),
+            "WEB_SESSIONS_PER_MINUTE" => "20".into(),
             "ASSENT_TEMPLATE_PARAMS" => r#"{"policy_url": "https://example.com/privacy"}"#.into(),
             n if n.starts_with("ASSENT_SCHEDULE_MAX") => "5".into(),
             _ => "value".into(),
@@ -300,6 +303,12 @@ async fn observed_actions() -> HashMap<&'static str, BTreeSet<String>> {
     };
     // step: publishes at start, then runs the contact through every kind of write.
     let step_store = store("StepFunction");
+    // web chat: the step function puts a message in a visitor's mailbox, the webhook
+    // function's poll reads it.
+    let hello = OutboundMessage::Text { text: "hi".into() };
+    Mailbox::push(&step_store, "visitor", &hello).await.unwrap();
+    let polled = Mailbox::after(&webhook, "visitor", 0, Duration::ZERO).await;
+    assert_eq!(polled.unwrap().len(), 1);
     let timers = SchedulerTimers::new(
         aws::scheduler(&sdk, &meters["StepFunction"]),
         aws::scheduler_config(&group),

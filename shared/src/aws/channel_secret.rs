@@ -36,6 +36,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("twilio", &["TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID"]),
+    ("web", &["WEB_SESSION_SECRET"]),
 ];
 
 /// Whether `name` is a key that lives in the secret rather than in the environment.

@@ -8,12 +8,14 @@ pub mod cost;
 pub mod meter;
 pub mod step;
 pub mod timeout;
+pub mod web_chat;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::channels::web::WebChat;
 use crate::channels::{self, Channels, Purpose};
 use crate::clock::SystemClock;
 use crate::ports::{Clock, Timers};
@@ -85,6 +87,8 @@ pub struct WebhookConfig {
     pub table: String,
     /// The channels whose receiving secrets are set.
     pub channels: Channels,
+    /// The web chat, when its session secret is set; its mailbox is set with the store.
+    pub web: Option<WebChat>,
 }
 
 /// The step function's configuration.
@@ -94,6 +98,8 @@ pub struct StepConfig {
     pub workflow: Workflow,
     /// The channels whose sending secrets are set.
     pub channels: Channels,
+    /// The web chat, when its session secret is set: its messages go to the table.
+    pub web: Option<WebChat>,
 }
 
 /// The timeout function's configuration.
@@ -128,6 +134,7 @@ impl WebhookConfig {
         Ok(WebhookConfig {
             table: required(env, "ASSENT_TABLE")?,
             channels: served_channels(env, Purpose::Receive),
+            web: web_chat::from_env(env)?,
         })
     }
 }
@@ -140,6 +147,7 @@ impl StepConfig {
             scheduler: scheduler_config(env)?,
             workflow: workflow(env)?,
             channels: served_channels(env, Purpose::Send),
+            web: web_chat::sender_from_env(env),
         })
     }
 }
@@ -222,14 +230,13 @@ fn runtime(
 }
 
 /// The webhook function only accepts: it stores inbound messages, the stream does the rest.
-pub fn webhook_runtime(sdk: &SdkConfig, config: WebhookConfig) -> Arc<Runtime> {
+/// It also serves the web chat's pages, sessions and polls when the chat is on.
+pub fn webhook_app(sdk: &SdkConfig, config: WebhookConfig) -> axum::Router {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
-    runtime(
-        &store,
-        Arc::new(Disabled),
-        config.channels,
-        Arc::new(SystemClock),
-    )
+    let web = config.web.map(|web| web_chat::over_table(web, &store));
+    let channels = web_chat::with(config.channels, &web);
+    let runtime = runtime(&store, Arc::new(Disabled), channels, Arc::new(SystemClock));
+    web_chat::router(runtime, web)
 }
 
 /// The timeout function only queues timeout events.
@@ -279,7 +286,9 @@ pub async fn step_runtime(
         Arc::new(store.clone()),
         clock.clone(),
     );
-    let runtime = runtime(&store, Arc::new(timers), config.channels, clock);
+    let web = config.web.map(|web| web_chat::over_table(web, &store));
+    let channels = web_chat::with(config.channels, &web);
+    let runtime = runtime(&store, Arc::new(timers), channels, clock);
     if !runtime.load_catalog().await? {
         runtime.publish_and_activate(&config.workflow).await?;
     }

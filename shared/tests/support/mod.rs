@@ -273,17 +273,42 @@ pub mod aws {
 
     /// The webhook and step functions' runtimes over `store`, as their mains build them:
     /// the webhook's arms no timers, the step's arms them in the Scheduler's `group`.
+    /// The web chat's session secret in the AWS tests.
+    pub const WEB_SECRET: &str = "web-session-secret-for-tests";
+
+    /// The environment that turns the web chat on, and nothing else.
+    struct WebEnv;
+
+    impl assent::aws::Env for WebEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            (name == "WEB_SESSION_SECRET").then(|| WEB_SECRET.to_string())
+        }
+    }
+
+    /// The runtimes the webhook and step functions build, over `store`, sending WhatsApp
+    /// to `sandbox`, and the web chat with its mailbox in the table (as `WEB_SESSION_SECRET`
+    /// turns it on).
     pub async fn function_runtimes(
         store: &assent::store::DynamoStore,
         scheduler: aws_sdk_scheduler::Client,
         group: &str,
         sandbox: &super::GraphSandbox,
         clock: Arc<dyn assent::ports::Clock>,
-    ) -> (Arc<assent::runtime::Runtime>, Arc<assent::runtime::Runtime>) {
+    ) -> (
+        Arc<assent::runtime::Runtime>,
+        Arc<assent::runtime::Runtime>,
+        Arc<assent::channels::web::WebChat>,
+    ) {
+        // One chat per function, as in separate processes: they meet only in the table.
+        let web = || {
+            let chat = assent::aws::web_chat::from_env(&WebEnv).unwrap().unwrap();
+            Some(assent::aws::web_chat::over_table(chat, store))
+        };
+        let (for_webhook, for_step) = (web(), web());
         let webhook = Arc::new(assent::runtime::Runtime::new(
             Arc::new(store.clone()),
             Arc::new(assent::timers::Disabled),
-            super::whatsapp(sandbox),
+            assent::aws::web_chat::with(super::whatsapp(sandbox), &for_webhook),
             clock.clone(),
             Default::default(),
         ));
@@ -293,14 +318,9 @@ pub mod aws {
             Arc::new(store.clone()),
             clock.clone(),
         );
-        let step = super::runtime(
-            Arc::new(store.clone()),
-            Arc::new(timers),
-            super::whatsapp(sandbox),
-            clock,
-        )
-        .await;
-        (webhook, step)
+        let channels = assent::aws::web_chat::with(super::whatsapp(sandbox), &for_step);
+        let step = super::runtime(Arc::new(store.clone()), Arc::new(timers), channels, clock).await;
+        (webhook, step, for_webhook.unwrap())
     }
 
     /// A signed WhatsApp webhook `body` as the HTTP API (payload v2) hands it to the

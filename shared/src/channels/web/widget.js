@@ -29,6 +29,15 @@
 
   var token = null;
   var after = 0;
+  // A server that cannot hold a poll open (Assent on AWS Lambda) names a pause between
+  // polls (poll_again_ms). The widget keeps that pace while messages come, slows down to
+  // at most MAX_PAUSE while none do, is quick again once the visitor writes, and does not
+  // poll while its tab is hidden.
+  var MAX_PAUSE = 30000;
+  var basePause = 0;
+  var pause = 0;
+  var pollTimer = null;
+  var polling = false;
 
   function newId() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -100,26 +109,57 @@
     return request("POST", "/webhooks/web", fields).then(function (response) {
       if (response.status >= 500) throw new Error("server " + response.status);
       if (response.status === 401) return restart();
+      if (basePause) {
+        pause = basePause;
+        pollSoon(basePause);
+      }
     }).catch(function () {
       setTimeout(function () { post(fields, attempt + 1); }, Math.min(30000, 1000 * Math.pow(2, attempt)));
     });
   }
 
+  function pollSoon(ms) {
+    if (polling) return;
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(poll, ms);
+  }
+
+  // A hidden tab stops polling a server that is billed per poll, and catches up when shown.
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && basePause) {
+      pause = basePause;
+      pollSoon(0);
+    }
+  });
+
   function poll() {
+    if (polling) return;
+    if (basePause && document.hidden) return;
+    polling = true;
     request("GET", "/web/messages?after=" + after).then(function (response) {
-      if (response.status === 401) return restart();
+      if (response.status === 401) {
+        polling = false;
+        return restart();
+      }
       if (!response.ok) throw new Error("server " + response.status);
       return response.json().then(function (body) {
+        polling = false;
+        var fresh = false;
         body.messages.forEach(function (message) {
           if (message.seq > after) {
             after = message.seq;
+            fresh = true;
             showDelivered(message);
           }
         });
-        poll();
+        basePause = body.poll_again_ms || 0;
+        if (!basePause) return poll(); // the server held this poll until news came
+        pause = fresh ? basePause : Math.min(MAX_PAUSE, Math.max(pause, basePause) * 2);
+        pollSoon(pause);
       });
     }).catch(function () {
-      setTimeout(poll, 2000);
+      polling = false;
+      pollSoon(2000);
     });
   }
 
