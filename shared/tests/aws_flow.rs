@@ -24,7 +24,7 @@ use assent::ports::AdminStore;
 use assent::ports::{Clock, LedgerStore, StateStore};
 use assent::runtime::Runtime;
 use assent::store::DynamoStore;
-use assent::store::dynamodb::{CONTACT_PREFIX, LEDGER_PREFIX, STREAM_FILTER_PATTERN};
+use assent::store::dynamodb::{CONTACT_PREFIX, LEDGER_PREFIX, Parking, STREAM_FILTER_PATTERN};
 use assent::timers::Disabled;
 use assent::timers::scheduler::TimeoutInput;
 use support::aws;
@@ -878,6 +878,41 @@ async fn parked_contacts_are_listed_and_resumed_together() {
     assert_eq!(body["contacts"], json!([]));
     let (status, body) = stack.admin("POST", "/admin/parked/resume").await;
     assert_eq!((status, &body["queued"]), (200, &json!(0)));
+}
+
+/// A step that fails for a contact being erased at that moment parks nothing: parking
+/// checks the record in the same transaction, and erasure deletes the record first. A
+/// contact that never got a record is still parked while its inbox holds its message.
+#[tokio::test]
+async fn parking_an_erased_contact_writes_nothing() {
+    let stack = Stack::new().await;
+    let (erased, new) = ("4915100000071", "4915100000072");
+    stack.post(erased, sandbox::text("Hello")).await;
+    stack.pump().await;
+    let contact = ContactId::new("whatsapp", erased);
+    assert!(stack.store.erase(&contact).await.unwrap());
+    let now = stack.clock.now();
+    let parked = stack.store.park(&contact, "49", "503", now).await.unwrap();
+    assert_eq!(parked, Parking::Erased);
+    assert!(stack.store.parked(&contact).await.unwrap().is_empty());
+    assert!(
+        stack
+            .store
+            .parked_page(None, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+
+    // Its hello stored, no step run yet: no record, but something to come back to.
+    stack.post(new, sandbox::text("Hello")).await;
+    let contact = ContactId::new("whatsapp", new);
+    let parked = stack.store.park(&contact, "50", "503", now).await.unwrap();
+    assert_eq!(parked, Parking::Listed);
+    assert_eq!(stack.store.parked(&contact).await.unwrap().len(), 1);
+    let listed = stack.store.parked_page(None, 10).await.unwrap().0;
+    assert_eq!(listed.len(), 1);
 }
 
 #[derive(Clone, Copy)]

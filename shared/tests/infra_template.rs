@@ -23,7 +23,9 @@ use assent::ports::AdminStore;
 use assent::ports::{Clock, InboxItem, InboxStore};
 use assent::runtime::Runtime;
 use assent::store::DynamoStore;
-use assent::store::dynamodb::{SEGMENT_INDEX, SEGMENT_KEY, STREAM_FILTER_PATTERN, TTL_ATTRIBUTE};
+use assent::store::dynamodb::{
+    Parking, SEGMENT_INDEX, SEGMENT_KEY, STREAM_FILTER_PATTERN, TTL_ATTRIBUTE,
+};
 use assent::timers::{Disabled, SchedulerTimers};
 use assent::workflow::Workflow;
 use support::aws;
@@ -240,6 +242,13 @@ fn called(meter: &Meter) -> BTreeSet<String> {
         if operation == "Scheduler.CreateSchedule" {
             out.insert("iam:PassRole".into()); // a schedule names the role it runs as
         }
+        if operation == "DynamoDB.TransactWriteItems" {
+            // IAM knows no such action: a transaction needs the grants of its parts, which
+            // for the step function's parking are a condition check and puts.
+            out.remove("dynamodb:TransactWriteItems");
+            out.insert("dynamodb:ConditionCheckItem".into());
+            out.insert("dynamodb:PutItem".into());
+        }
     }
     out
 }
@@ -364,6 +373,9 @@ async fn observed_actions() -> HashMap<&'static str, BTreeSet<String>> {
             .is_empty(),
         "the scenario tagged and untagged"
     );
+    // step: parks a record it gives up on.
+    let parked = step_store.park(&contact, "m9", "503", clock.now()).await;
+    assert_eq!(parked.unwrap(), Parking::Listed);
     // timeout: queues a fired timer.
     let timeout = Runtime::new(
         Arc::new(store("TimeoutFunction")),

@@ -18,7 +18,7 @@ use crate::clock::Timestamp;
 use crate::contact::ContactId;
 use crate::runtime::Runtime;
 use crate::store::DynamoStore;
-use crate::store::dynamodb::{INBOX_PREFIX, contact_from_pk};
+use crate::store::dynamodb::{INBOX_PREFIX, Parking, contact_from_pk};
 
 /// How old the loaded workflows may get before a batch reloads them.
 pub const CATALOG_MAX_AGE: Duration = Duration::from_secs(60);
@@ -128,12 +128,15 @@ async fn ring(runtime: &Runtime, store: &DynamoStore, rung: Rung) -> Vec<Doorbel
         }
         let sequence = &record.sequence;
         tracing::error!(contact = %rung.contact.log_ref(), error = %e, record = %sequence, "parked");
-        if store
+        match store
             .park(&rung.contact, sequence, &e.to_string(), now)
             .await
-            .is_err()
         {
-            failures.push(record);
+            Ok(Parking::Listed) => {}
+            Ok(Parking::Erased) => {
+                tracing::info!(contact = %rung.contact.log_ref(), "erased meanwhile: nothing parked")
+            }
+            Err(_) => failures.push(record),
         }
     }
     failures

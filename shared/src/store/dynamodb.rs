@@ -29,10 +29,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::operation::query::QueryOutput;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ReturnConsumedCapacity, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnConsumedCapacity,
+    ReturnValue, ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+    TransactWriteItem,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -70,6 +72,15 @@ const INBOX_TTL_SECONDS: i64 = 8 * 24 * 3600;
 /// The stream filter that makes only new inbox items ring the step function's doorbell.
 pub const STREAM_FILTER_PATTERN: &str =
     r#"{"eventName":["INSERT"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"in#"}]}}}}"#;
+
+/// What parking a stream record did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parking {
+    /// Recorded in the contact's partition and on the parked list.
+    Listed,
+    /// The contact was erased meanwhile: nothing was written.
+    Erased,
+}
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -116,6 +127,19 @@ fn is_condition_failure<E: ProvideErrorMetadata, R>(
     e.as_service_error()
         .and_then(|e| e.code())
         .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+/// A transaction refused because one of its conditions did not hold.
+fn is_cancelled_by_condition<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+) -> bool {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+            .cancellation_reasons()
+            .iter()
+            .any(|reason| reason.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
 }
 
 fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str, StoreError> {
@@ -199,31 +223,83 @@ impl DynamoStore {
     /// Records a stream record that is given up on (its error is not retryable, or it
     /// kept failing), so that it stops blocking the shard and stays visible: in the
     /// contact's partition, and on the parked list the admin API reads.
+    ///
+    /// Both are written only while the contact's record exists, in one transaction with
+    /// that check: erasure deletes the record first, so a contact erased while its step
+    /// failed is not brought back onto the list (parking is rare, so the transaction's
+    /// double price does not matter). A contact that never got a record is parked as long
+    /// as its inbox holds something.
     pub async fn park(
         &self,
         contact: &ContactId,
         record_id: &str,
         error: &str,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let items = [
-            (contact_pk(contact), format!("{PARKED_PREFIX}{record_id}")),
+    ) -> Result<Parking, StoreError> {
+        let pk = contact_pk(contact);
+        let puts = [
+            (pk.clone(), format!("{PARKED_PREFIX}{record_id}")),
             (PARKED_PK.to_string(), contact.to_string()),
-        ];
-        for (pk, sk) in items {
-            self.client
-                .put_item()
+        ]
+        .map(|(pk, sk)| {
+            Put::builder()
                 .table_name(&self.table)
                 .item(PK, s(pk))
                 .item(SK, s(sk))
                 .item("error", s(error))
                 .item("at", n(now.millis()))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(unavailable)?;
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        });
+        let mut writes = vec![
+            TransactWriteItem::builder()
+                .condition_check(
+                    ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .key(PK, s(&pk))
+                        .key(SK, s(STATE_SK))
+                        .condition_expression("attribute_exists(pk)")
+                        .build()
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                )
+                .build(),
+        ];
+        for put in puts {
+            writes.push(TransactWriteItem::builder().put(put?).build());
         }
-        Ok(())
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes.clone()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Parking::Listed),
+            Err(e) if is_cancelled_by_condition(&e) => {
+                let waiting = self
+                    .partition(&pk)
+                    .await?
+                    .iter()
+                    .any(|item| text(item, SK).is_ok_and(|sk| sk.starts_with(INBOX_PREFIX)));
+                if !waiting {
+                    return Ok(Parking::Erased);
+                }
+                for write in writes.into_iter().skip(1) {
+                    let Some(put) = write.put else { continue };
+                    self.client
+                        .put_item()
+                        .table_name(&self.table)
+                        .set_item(Some(put.item))
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .send()
+                        .await
+                        .map_err(unavailable)?;
+                }
+                Ok(Parking::Listed)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
@@ -553,13 +629,26 @@ impl AdminStore for DynamoStore {
 
     async fn erase(&self, contact: &ContactId) -> Result<bool, StoreError> {
         let pk = contact_pk(contact);
-        let mut existed = false;
+        // The record first: a step parked from now on finds no record and writes nothing
+        // (`park`), and one parked before is in the listing below.
+        let existed = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(&pk))
+            .key(SK, s(STATE_SK))
+            .return_values(ReturnValue::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .attributes
+            .is_some();
         for item in self.partition(&pk).await? {
             let sk = text(&item, SK)?;
             if sk.starts_with(LEDGER_PREFIX) {
                 continue; // kept: docs/privacy.md says why
             }
-            existed |= sk == STATE_SK;
             self.delete(&pk, sk).await?;
         }
         self.unpark(contact).await?;
