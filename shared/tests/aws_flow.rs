@@ -1120,6 +1120,50 @@ async fn a_web_chat_visitor_consents_through_the_table_mailbox() {
     assert_eq!(status, 401, "a poll needs the session token");
 }
 
+/// A tab left open asks for what comes after the last number it saw, so numbers keep
+/// growing even after an idle mailbox expired (its TTL deletes the counter too).
+#[tokio::test]
+async fn mailbox_numbers_keep_growing_after_the_mailbox_expired() {
+    use assent::channels::web::Mailbox;
+    let stack = Stack::new().await;
+    let text = |t: &str| assent::engine::OutboundMessage::Text { text: t.into() };
+    let first = stack.store.push("v1", &text("one")).await.unwrap();
+    let second = stack.store.push("v1", &text("two")).await.unwrap();
+    assert_eq!(second, first + 1);
+    let seen = stack.store.after("v1", 0, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        seen.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [first, second]
+    );
+    let client = stack.store_client();
+    for sk in [
+        "next".to_string(),
+        format!("msg#{first:020}"),
+        format!("msg#{second:020}"),
+    ] {
+        client
+            .delete_item()
+            .table_name(&stack.table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S("w#v1".into()),
+            )
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk))
+            .send()
+            .await
+            .unwrap();
+    }
+    let third = stack.store.push("v1", &text("three")).await.unwrap();
+    assert!(third > second, "{third} after {second}");
+    let seen = stack
+        .store
+        .after("v1", second, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].text, "three");
+}
+
 /// The session limit counts the address API Gateway saw, not a header the client sets.
 #[tokio::test]
 async fn web_chat_sessions_are_limited_per_source_address() {

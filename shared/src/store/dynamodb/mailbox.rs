@@ -4,7 +4,7 @@
 //!
 //! | item | pk | sk | attributes |
 //! |---|---|---|---|
-//! | counter | `w#{visitor}` | `next` | `seq`: the last number given |
+//! | counter | `w#{visitor}` | `next` | `seq`: the last number given (a new counter starts at the clock's milliseconds) |
 //! | message | `w#{visitor}` | `msg#{seq:020}` | `message` (JSON), `expires` (TTL) |
 //!
 //! A push is two writes: the counter's atomic increment gives the number, then the
@@ -37,12 +37,15 @@ fn message_sk(seq: u64) -> String {
     format!("{MESSAGE_PREFIX}{seq:020}")
 }
 
-fn expires() -> AttributeValue {
-    let now = std::time::SystemTime::now()
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    n(now + MAILBOX_TTL_SECONDS)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn expires() -> AttributeValue {
+    n(now_millis() / 1000 + MAILBOX_TTL_SECONDS)
 }
 
 impl DynamoStore {
@@ -53,8 +56,12 @@ impl DynamoStore {
             .table_name(&self.table)
             .key(PK, s(pk))
             .key(SK, s(COUNTER_SK))
-            .update_expression("ADD seq :one SET #expires = :expires")
+            // A new counter starts at the clock in milliseconds, not at 0: numbers then keep
+            // growing after an idle mailbox expired, so a tab left open, which asks for what
+            // comes after the last number it saw, still gets what comes next.
+            .update_expression("SET seq = if_not_exists(seq, :now) + :one, #expires = :expires")
             .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now_millis()))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":expires", expires())
             .return_values(ReturnValue::UpdatedNew)
