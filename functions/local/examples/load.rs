@@ -101,6 +101,16 @@ fn peak_memory_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// CPU time (user + system, all threads) a process has used so far, from `/proc/{pid}/stat`
+/// (`self` for this one). Its unit is USER_HZ, which Linux fixes at 100 a second.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are plain.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -221,6 +231,8 @@ async fn main() {
     let done = graph.sent().len();
     let elapsed = started.elapsed();
     let peak = peak_memory_kib(pid);
+    let server_cpu = cpu_seconds(&pid.to_string());
+    let bench_cpu = cpu_seconds("self");
 
     // Timeout lateness: the timeout message's arrival minus (question's arrival + timeout).
     let mut by_recipient: std::collections::HashMap<String, Vec<_>> = Default::default();
@@ -295,6 +307,15 @@ async fn main() {
         "peak memory of assent-local: {} KiB",
         peak.map_or("?".into(), |k| k.to_string())
     );
+    // CPU time depends less on the machine's speed of the day than throughput does: the
+    // figure to compare when changing the server.
+    if let (Some(server), Some(bench)) = (server_cpu, bench_cpu) {
+        println!(
+            "CPU: assent-local {server:.2} s ({:.0} µs per conversation), this bench (load and Graph sandbox) {bench:.2} s, over {:.2} s",
+            server * 1e6 / n as f64,
+            elapsed.as_secs_f64()
+        );
+    }
     println!(
         "HTTP floor: {:.0} requests/s (assent-local {:.0}/s, first hello to last thanks); ack p50 {:?} p99 {:?}",
         requests / floor_elapsed.as_secs_f64(),
