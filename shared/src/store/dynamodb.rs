@@ -100,7 +100,6 @@ fn contact_pk(contact: &ContactId) -> String {
     format!("{CONTACT_PREFIX}{contact}")
 }
 
-/// The contact a partition key belongs to, if it is a contact's.
 /// The web chat visitor a contact is, if it is one: its messages wait in a mailbox.
 fn web_visitor(contact: &ContactId) -> Option<&str> {
     contact
@@ -109,6 +108,7 @@ fn web_visitor(contact: &ContactId) -> Option<&str> {
         .strip_prefix(':')
 }
 
+/// The contact a partition key belongs to, if it is a contact's.
 pub fn contact_from_pk(pk: &str) -> Option<ContactId> {
     pk.strip_prefix(CONTACT_PREFIX).map(ContactId::from_stored)
 }
@@ -237,69 +237,72 @@ impl DynamoStore {
         now: Timestamp,
     ) -> Result<Parking, StoreError> {
         let pk = contact_pk(contact);
-        let puts = [
+        let items = [
             (pk.clone(), format!("{PARKED_PREFIX}{record_id}")),
             (PARKED_PK.to_string(), contact.to_string()),
         ]
         .map(|(pk, sk)| {
-            Put::builder()
-                .table_name(&self.table)
-                .item(PK, s(pk))
-                .item(SK, s(sk))
-                .item("error", s(error))
-                .item("at", n(now.millis()))
-                .build()
-                .map_err(|e| StoreError::Unavailable(e.to_string()))
+            HashMap::from([
+                (PK.to_string(), s(pk)),
+                (SK.to_string(), s(sk)),
+                ("error".to_string(), s(error)),
+                ("at".to_string(), n(now.millis())),
+            ])
         });
+        let invalid =
+            |e: aws_sdk_dynamodb::error::BuildError| StoreError::Unavailable(e.to_string());
+        let record_exists = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(PK, s(&pk))
+            .key(SK, s(STATE_SK))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(invalid)?;
         let mut writes = vec![
             TransactWriteItem::builder()
-                .condition_check(
-                    ConditionCheck::builder()
-                        .table_name(&self.table)
-                        .key(PK, s(&pk))
-                        .key(SK, s(STATE_SK))
-                        .condition_expression("attribute_exists(pk)")
-                        .build()
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-                )
+                .condition_check(record_exists)
                 .build(),
         ];
-        for put in puts {
-            writes.push(TransactWriteItem::builder().put(put?).build());
+        for item in &items {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .build()
+                .map_err(invalid)?;
+            writes.push(TransactWriteItem::builder().put(put).build());
         }
         let result = self
             .client
             .transact_write_items()
-            .set_transact_items(Some(writes.clone()))
+            .set_transact_items(Some(writes))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Parking::Listed),
-            Err(e) if is_cancelled_by_condition(&e) => {
-                let waiting = self
-                    .partition(&pk)
-                    .await?
-                    .iter()
-                    .any(|item| text(item, SK).is_ok_and(|sk| sk.starts_with(INBOX_PREFIX)));
-                if !waiting {
-                    return Ok(Parking::Erased);
-                }
-                for write in writes.into_iter().skip(1) {
-                    let Some(put) = write.put else { continue };
-                    self.client
-                        .put_item()
-                        .table_name(&self.table)
-                        .set_item(Some(put.item))
-                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                        .send()
-                        .await
-                        .map_err(unavailable)?;
-                }
-                Ok(Parking::Listed)
-            }
-            Err(e) => Err(unavailable(e)),
+            Ok(_) => return Ok(Parking::Listed),
+            Err(e) if is_cancelled_by_condition(&e) => {}
+            Err(e) => return Err(unavailable(e)),
         }
+        // No record: erased, or it never got one (its first step failed).
+        let waiting = self
+            .partition(&pk)
+            .await?
+            .iter()
+            .any(|item| text(item, SK).is_ok_and(|sk| sk.starts_with(INBOX_PREFIX)));
+        if !waiting {
+            return Ok(Parking::Erased);
+        }
+        for item in items {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(Parking::Listed)
     }
 
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
