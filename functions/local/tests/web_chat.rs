@@ -168,6 +168,47 @@ async fn web_chat_over_http_sessions_duplicates_and_refusals() {
     }
 }
 
+/// Erasure also drops the messages waiting in memory for the visitor's browser; a new
+/// conversation afterwards is numbered on, so an open tab gets it.
+#[tokio::test]
+async fn erasing_a_visitor_drops_the_messages_waiting_for_their_browser() {
+    let (_g, server) = server(&[]).await;
+    let token = session(&server).await;
+    assert_eq!(
+        say(&server, &token, json!({"id": "o1", "opened": true})).await,
+        200
+    );
+    let first = collect(&server, &token, 2).await;
+    let visitor = token.split('.').next().unwrap();
+    let (status, _) = server
+        .admin(
+            Method::DELETE,
+            &format!("/admin/contacts/web%3A{visitor}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+
+    assert_eq!(
+        say(&server, &token, json!({"id": "o2", "opened": true})).await,
+        200
+    );
+    let again = collect(&server, &token, 2).await;
+    let last_before = first[1]["seq"].as_u64().unwrap();
+    assert!(
+        again
+            .iter()
+            .all(|m| m["seq"].as_u64().unwrap() > last_before),
+        "only the new conversation's messages: {again:?}"
+    );
+    assert!(
+        again[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("privacy policy")
+    );
+}
+
 /// Where the browser test's tools are: `./scripts/test` installs Debian's chromium and
 /// playwright-core (in tests/browser/node_modules) and sets ASSENT_TEST_CHROMIUM.
 fn browser_tools() -> (String, std::path::PathBuf) {

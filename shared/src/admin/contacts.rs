@@ -127,8 +127,15 @@ pub(super) async fn resume_contact(api: &AdminApi, id: &ContactId) -> Result<Res
 
 /// DELETE /admin/contacts/{id}: erasure (docs/privacy.md: the ledger stays).
 pub async fn erase(State(api): State<AdminApi>, Path(id): Path<String>) -> Response {
-    match api.store.erase(&ContactId::from_stored(id)).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+    let contact = ContactId::from_stored(id);
+    match api.store.erase(&contact).await {
+        Ok(true) => {
+            // The channel's own copy: the local web chat keeps messages in memory.
+            if let Err(e) = api.runtime.channels().forget(&contact).await {
+                tracing::warn!(contact = %contact.log_ref(), error = %e, "could not forget a contact's waiting messages");
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such contact"),
         Err(e) => unavailable(e),
     }

@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::contact::Address;
+use crate::contact::{Address, ContactId};
 use crate::engine::{Inbound, OutboundMessage};
 use crate::ports::{ChannelSender, DeliveryReport, SendError, Sent};
 
@@ -99,6 +99,12 @@ pub trait Channel: Send + Sync {
     fn parse(&self, headers: &HeaderMap, body: &[u8]) -> Result<Parsed, InboundError>;
 
     async fn send(&self, to: &Address, message: &OutboundMessage) -> Result<Sent, SendError>;
+
+    /// Drops what the channel itself holds for a user whose contact is erased (the web
+    /// chat's messages waiting for a browser). Most channels hold nothing.
+    async fn forget(&self, _user_id: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The channels a host serves, by name. Sends go to the channel of the address.
@@ -119,6 +125,17 @@ impl Channels {
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.by_name.keys().copied()
+    }
+
+    /// Has the contact's channel drop what it holds for them (see [`Channel::forget`]).
+    pub async fn forget(&self, contact: &ContactId) -> Result<(), String> {
+        let Some((channel, user_id)) = contact.as_str().split_once(':') else {
+            return Ok(());
+        };
+        match self.by_name.get(channel) {
+            Some(channel) => channel.forget(user_id).await,
+            None => Ok(()),
+        }
     }
 }
 

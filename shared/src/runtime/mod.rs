@@ -103,6 +103,10 @@ impl Runtime {
         self.clock.now()
     }
 
+    pub fn channels(&self) -> &Channels {
+        &self.channels
+    }
+
     /// The workflow id and version new conversations start, if any.
     pub fn active_workflow(&self) -> Option<(String, u32)> {
         self.catalog().active().map(|(id, v)| (id.to_string(), v))

@@ -36,6 +36,10 @@ pub trait Mailbox: Send + Sync {
         patience: Duration,
     ) -> Result<Vec<Delivered>, String>;
 
+    /// Drops the messages waiting for `visitor` (their contact is erased). Numbering goes
+    /// on where it was, so a tab still open gets what comes next.
+    async fn forget(&self, visitor: &str) -> Result<(), String>;
+
     /// How long a browser should pause between polls; `None`: it may poll again at once,
     /// because every poll waits for news.
     fn poll_pause(&self) -> Option<Duration> {
@@ -141,6 +145,17 @@ impl Mailbox for MemoryMailbox {
                 return Ok(Vec::new());
             }
         }
+    }
+
+    async fn forget(&self, visitor: &str) -> Result<(), String> {
+        let mut queues = self
+            .queues
+            .lock()
+            .map_err(|_| "the mailbox is unusable after a panic".to_string())?;
+        if let Some(queue) = queues.get_mut(visitor) {
+            queue.messages.clear();
+        }
+        Ok(())
     }
 }
 

@@ -211,6 +211,10 @@ impl Channel for WebChat {
         })
     }
 
+    async fn forget(&self, user_id: &str) -> Result<(), String> {
+        self.mailbox.forget(user_id).await
+    }
+
     async fn send(&self, to: &Address, message: &OutboundMessage) -> Result<Sent, SendError> {
         let seq = self
             .mailbox

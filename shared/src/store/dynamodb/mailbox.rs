@@ -147,6 +147,14 @@ impl Mailbox for DynamoStore {
             .map_err(|e| e.to_string())
     }
 
+    /// Erasure (`AdminStore::erase`) deletes the mailbox already; this is for a host that
+    /// forgets through the channel.
+    async fn forget(&self, visitor: &str) -> Result<(), String> {
+        self.delete_mailbox(visitor)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     fn poll_pause(&self) -> Option<Duration> {
         Some(POLL_PAUSE)
     }
