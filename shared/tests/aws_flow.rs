@@ -1153,13 +1153,28 @@ async fn mailbox_numbers_keep_growing_after_the_mailbox_expired() {
             .await
             .unwrap();
     }
+    let before = stack.meter.snapshot();
     let third = stack.store.push("v1", &text("three")).await.unwrap();
     assert!(third > second, "{third} after {second}");
+    let pushed = assent::aws::meter::totals(&before, &stack.meter.snapshot());
+    let before = stack.meter.snapshot();
     let seen = stack
         .store
         .after("v1", second, Duration::ZERO)
         .await
         .unwrap();
+    let polled = assent::aws::meter::totals(&before, &stack.meter.snapshot());
+    // What docs/aws.md prices a web chat message and a poll at.
+    assert_eq!(
+        (pushed.write_units, pushed.dynamodb_calls),
+        (2.0, 2),
+        "{pushed:?}"
+    );
+    assert_eq!(
+        (polled.read_units, polled.dynamodb_calls),
+        (1.0, 1),
+        "{polled:?}"
+    );
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].text, "three");
 }
