@@ -24,6 +24,11 @@ impl ContactId {
         &self.0
     }
 
+    /// The channel and the provider's user id the id was made of ([`ContactId::new`]).
+    pub fn parts(&self) -> Option<(&str, &str)> {
+        self.0.split_once(':')
+    }
+
     /// A pseudonym for logs: stable per contact, but not the phone number itself.
     pub fn log_ref(&self) -> String {
         let digest = Sha256::digest(self.0.as_bytes());

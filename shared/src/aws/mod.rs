@@ -233,8 +233,7 @@ fn runtime(
 /// It also serves the web chat's pages, sessions and polls when the chat is on.
 pub fn webhook_app(sdk: &SdkConfig, config: WebhookConfig) -> axum::Router {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
-    let web = config.web.map(|web| web_chat::over_table(web, &store));
-    let channels = web_chat::with(config.channels, &web);
+    let (channels, web) = web_chat::added(config.channels, config.web, &store);
     let runtime = runtime(&store, Arc::new(Disabled), channels, Arc::new(SystemClock));
     web_chat::router(runtime, web)
 }
@@ -286,8 +285,7 @@ pub async fn step_runtime(
         Arc::new(store.clone()),
         clock.clone(),
     );
-    let web = config.web.map(|web| web_chat::over_table(web, &store));
-    let channels = web_chat::with(config.channels, &web);
+    let (channels, _) = web_chat::added(config.channels, config.web, &store);
     let runtime = runtime(&store, Arc::new(timers), channels, clock);
     if !runtime.load_catalog().await? {
         runtime.publish_and_activate(&config.workflow).await?;

@@ -37,16 +37,19 @@ pub fn sender_from_env(env: &dyn Env) -> Option<WebChat> {
     Some(WebChat::new(SessionKey::new(secret.as_bytes()), Vec::new()))
 }
 
-/// The chat with its mailbox in the table.
-pub fn over_table(web: WebChat, store: &DynamoStore) -> Arc<WebChat> {
-    Arc::new(web.with_mailbox(Arc::new(store.clone())))
-}
-
-/// `channels` and the chat, when it is on.
-pub fn with(channels: Channels, web: &Option<Arc<WebChat>>) -> Channels {
+/// `channels` and, when it is on, the chat with its mailbox in the table (which is also
+/// returned, for the routes).
+pub fn added(
+    channels: Channels,
+    web: Option<WebChat>,
+    store: &DynamoStore,
+) -> (Channels, Option<Arc<WebChat>>) {
     match web {
-        Some(web) => channels.with(web.clone()),
-        None => channels,
+        Some(web) => {
+            let web = Arc::new(web.with_mailbox(Arc::new(store.clone())));
+            (channels.with(web.clone()), Some(web))
+        }
+        None => (channels, None),
     }
 }
 

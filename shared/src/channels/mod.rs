@@ -129,7 +129,7 @@ impl Channels {
 
     /// Has the contact's channel drop what it holds for them (see [`Channel::forget`]).
     pub async fn forget(&self, contact: &ContactId) -> Result<(), String> {
-        let Some((channel, user_id)) = contact.as_str().split_once(':') else {
+        let Some((channel, user_id)) = contact.parts() else {
             return Ok(());
         };
         match self.by_name.get(channel) {

@@ -102,10 +102,10 @@ fn contact_pk(contact: &ContactId) -> String {
 
 /// The web chat visitor a contact is, if it is one: its messages wait in a mailbox.
 fn web_visitor(contact: &ContactId) -> Option<&str> {
-    contact
-        .as_str()
-        .strip_prefix(crate::channels::web::NAME)?
-        .strip_prefix(':')
+    match contact.parts()? {
+        (crate::channels::web::NAME, visitor) => Some(visitor),
+        _ => None,
+    }
 }
 
 /// The contact a partition key belongs to, if it is a contact's.

@@ -300,15 +300,15 @@ pub mod aws {
         Arc<assent::channels::web::WebChat>,
     ) {
         // One chat per function, as in separate processes: they meet only in the table.
-        let web = || {
-            let chat = assent::aws::web_chat::from_env(&WebEnv).unwrap().unwrap();
-            Some(assent::aws::web_chat::over_table(chat, store))
+        let with_chat = || {
+            let chat = assent::aws::web_chat::from_env(&WebEnv).unwrap();
+            assent::aws::web_chat::added(super::whatsapp(sandbox), chat, store)
         };
-        let (for_webhook, for_step) = (web(), web());
+        let (channels, web) = with_chat();
         let webhook = Arc::new(assent::runtime::Runtime::new(
             Arc::new(store.clone()),
             Arc::new(assent::timers::Disabled),
-            assent::aws::web_chat::with(super::whatsapp(sandbox), &for_webhook),
+            channels,
             clock.clone(),
             Default::default(),
         ));
@@ -318,9 +318,9 @@ pub mod aws {
             Arc::new(store.clone()),
             clock.clone(),
         );
-        let channels = assent::aws::web_chat::with(super::whatsapp(sandbox), &for_step);
+        let (channels, _) = with_chat();
         let step = super::runtime(Arc::new(store.clone()), Arc::new(timers), channels, clock).await;
-        (webhook, step, for_webhook.unwrap())
+        (webhook, step, web.unwrap())
     }
 
     /// A signed WhatsApp webhook `body` as the HTTP API (payload v2) hands it to the

@@ -36,8 +36,8 @@ pub trait Mailbox: Send + Sync {
         patience: Duration,
     ) -> Result<Vec<Delivered>, String>;
 
-    /// Drops the messages waiting for `visitor` (their contact is erased). Numbering goes
-    /// on where it was, so a tab still open gets what comes next.
+    /// Drops the messages waiting for `visitor` (their contact is erased). Later numbers
+    /// stay higher than any given before, so a tab still open gets what comes next.
     async fn forget(&self, visitor: &str) -> Result<(), String>;
 
     /// How long a browser should pause between polls; `None`: it may poll again at once,
@@ -99,9 +99,7 @@ pub struct MemoryMailbox {
 #[async_trait]
 impl Mailbox for MemoryMailbox {
     async fn push(&self, visitor: &str, message: &OutboundMessage) -> Result<u64, String> {
-        let Ok(mut queues) = self.queues.lock() else {
-            return Err("the mailbox is unusable after a panic".into());
-        };
+        let mut queues = self.queues()?;
         let queue = queue_of(&mut queues, visitor);
         let seq = queue.next_seq;
         queue.next_seq += 1;
@@ -122,9 +120,7 @@ impl Mailbox for MemoryMailbox {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let arrived = {
-                let Ok(mut queues) = self.queues.lock() else {
-                    return Err("the mailbox is unusable after a panic".into());
-                };
+                let mut queues = self.queues()?;
                 let queue = queue_of(&mut queues, visitor);
                 queue.touched = Instant::now();
                 let waiting = queue.after(seq);
@@ -148,11 +144,7 @@ impl Mailbox for MemoryMailbox {
     }
 
     async fn forget(&self, visitor: &str) -> Result<(), String> {
-        let mut queues = self
-            .queues
-            .lock()
-            .map_err(|_| "the mailbox is unusable after a panic".to_string())?;
-        if let Some(queue) = queues.get_mut(visitor) {
+        if let Some(queue) = self.queues()?.get_mut(visitor) {
             queue.messages.clear();
         }
         Ok(())
@@ -160,6 +152,12 @@ impl Mailbox for MemoryMailbox {
 }
 
 impl MemoryMailbox {
+    fn queues(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Queue>>, String> {
+        self.queues
+            .lock()
+            .map_err(|_| "the mailbox is unusable after a panic".to_string())
+    }
+
     fn has_after(&self, visitor: &str, seq: u64) -> bool {
         self.queues
             .lock()

@@ -80,11 +80,7 @@ async fn session(State(web): State<Arc<WebChat>>, request: Request) -> Response 
         }
         Err(e) => {
             tracing::error!(error = %e, "web chat: no randomness for a session");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"error": "try again"})),
-            )
-                .into_response()
+            try_again()
         }
     }
 }
@@ -108,24 +104,28 @@ async fn messages(
             .into_response();
     };
     let mailbox = web.mailbox();
-    match mailbox.after(&visitor, after.after, POLL_PATIENCE).await {
-        Ok(messages) => match mailbox.poll_pause() {
-            // The browser waits between polls instead of the server during one.
-            Some(pause) => {
-                axum::Json(json!({"messages": messages, "poll_again_ms": pause.as_millis() as u64}))
-                    .into_response()
-            }
-            None => axum::Json(json!({"messages": messages})).into_response(),
-        },
+    let messages = match mailbox.after(&visitor, after.after, POLL_PATIENCE).await {
+        Ok(messages) => messages,
         Err(e) => {
             tracing::warn!(error = %e, "web chat: could not read a mailbox");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"error": "try again"})),
-            )
-                .into_response()
+            return try_again();
         }
+    };
+    let mut body = json!({"messages": messages});
+    if let Some(pause) = mailbox.poll_pause() {
+        // The browser waits between polls instead of the server during one.
+        body["poll_again_ms"] = json!(pause.as_millis() as u64);
     }
+    axum::Json(body).into_response()
+}
+
+/// 503: nothing went wrong that the browser's next try cannot get past.
+fn try_again() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"error": "try again"})),
+    )
+        .into_response()
 }
 
 /// Lets pages on the allowed origins embed the widget: answers preflights and marks

@@ -20,16 +20,16 @@ use crate::channels::web::{Delivered, KEPT_PER_VISITOR, Mailbox};
 use crate::engine::OutboundMessage;
 use crate::ports::StoreError;
 
-pub const MAILBOX_PREFIX: &str = "w#";
+const MAILBOX_PREFIX: &str = "w#";
 const COUNTER_SK: &str = "next";
 const MESSAGE_PREFIX: &str = "msg#";
 /// A day: a tab left open catches up on what came, and the table never becomes an
 /// archive of messages (the ledger is the record that counts).
-pub const MAILBOX_TTL_SECONDS: i64 = 24 * 3600;
+const MAILBOX_TTL_SECONDS: i64 = 24 * 3600;
 /// Browsers poll this often while messages come; the widget slows down when none do.
-pub const POLL_PAUSE: Duration = Duration::from_secs(2);
+const POLL_PAUSE: Duration = Duration::from_secs(2);
 
-pub fn mailbox_pk(visitor: &str) -> String {
+fn mailbox_pk(visitor: &str) -> String {
     format!("{MAILBOX_PREFIX}{visitor}")
 }
 
