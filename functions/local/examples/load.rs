@@ -111,6 +111,85 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// The store's writer thread ("assent-store-writer", which Linux cuts to 15 characters).
+const WRITER_THREAD: &str = "assent-store-wr";
+
+/// What a thread has done so far, from `/proc/{pid}/task/{tid}/schedstat` and `.../io`.
+#[derive(Clone, Copy, Default)]
+struct ThreadCounters {
+    on_core: Duration,
+    /// Runnable, but every core was taken.
+    waiting_for_core: Duration,
+    /// Bytes handed to write calls (`wchar`): for the writer, the store's pages.
+    written: u64,
+}
+
+fn thread_named(pid: u32, name: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .map(|task| task.path())
+        .find(|task| std::fs::read_to_string(task.join("comm")).is_ok_and(|c| c.trim() == name))
+}
+
+fn thread_counters(task: &std::path::Path) -> Option<ThreadCounters> {
+    let sched = std::fs::read_to_string(task.join("schedstat")).ok()?;
+    let mut ns = sched.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let (on_core, waiting) = (ns.next()??, ns.next()??);
+    let io = std::fs::read_to_string(task.join("io")).ok()?;
+    let written = io
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(ThreadCounters {
+        on_core: Duration::from_nanos(on_core),
+        waiting_for_core: Duration::from_nanos(waiting),
+        written,
+    })
+}
+
+/// Samples the writer's counters every 50 ms, so that the accepted span (known only at
+/// the end) can be cut out of the whole run.
+fn sample_writer(pid: u32) -> Arc<std::sync::Mutex<Vec<(Instant, ThreadCounters)>>> {
+    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let Some(task) = thread_named(pid, WRITER_THREAD) else {
+        return samples;
+    };
+    let into = samples.clone();
+    tokio::spawn(async move {
+        while let Some(counters) = thread_counters(&task) {
+            into.lock().unwrap().push((Instant::now(), counters));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    samples
+}
+
+/// The writer's share of the span from `from` to `to`: on a core, waiting for one, and
+/// the rest (blocked in fsync, or without work); and bytes written.
+fn writer_report(
+    samples: &[(Instant, ThreadCounters)],
+    from: Instant,
+    to: Instant,
+) -> Option<String> {
+    let first = samples.iter().rev().find(|(at, _)| *at <= from)?;
+    let last = samples.iter().rev().find(|(at, _)| *at <= to)?;
+    let span = last.0.duration_since(first.0).as_secs_f64();
+    if span <= 0.0 {
+        return None;
+    }
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / span;
+    let on_core = share(last.1.on_core - first.1.on_core);
+    let waiting = share(last.1.waiting_for_core - first.1.waiting_for_core);
+    Some(format!(
+        "on a core {on_core:.0} %, waiting for a core {waiting:.0} %, blocked or idle {:.0} %, over {span:.2} s; {:.1} MB written",
+        (100.0 - on_core - waiting).max(0.0),
+        (last.1.written - first.1.written) as f64 / 1e6
+    ))
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -190,6 +269,8 @@ async fn main() {
         .build()
         .unwrap();
     let gate = Arc::new(Semaphore::new(concurrency));
+    let writer = sample_writer(pid);
+    tokio::time::sleep(Duration::from_millis(60)).await;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for (i, contact) in contacts.iter().enumerate() {
@@ -233,6 +314,7 @@ async fn main() {
     let peak = peak_memory_kib(pid);
     let server_cpu = cpu_seconds(&pid.to_string());
     let bench_cpu = cpu_seconds("self");
+    let writer = writer_report(&writer.lock().unwrap(), started, started + accepted_span);
 
     // Timeout lateness: the timeout message's arrival minus (question's arrival + timeout).
     let mut by_recipient: std::collections::HashMap<String, Vec<_>> = Default::default();
@@ -316,6 +398,12 @@ async fn main() {
             elapsed.as_secs_f64()
         );
     }
+    // The store's one writer thread runs every commit in turn: when it is never idle, it
+    // is what bounds the flows/s.
+    println!(
+        "store writer, first hello to last thanks: {}",
+        writer.unwrap_or_else(|| "not sampled".into())
+    );
     println!(
         "HTTP floor: {:.0} requests/s (assent-local {:.0}/s, first hello to last thanks); ack p50 {:?} p99 {:?}",
         requests / floor_elapsed.as_secs_f64(),
