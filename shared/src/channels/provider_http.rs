@@ -11,8 +11,14 @@ use crate::ports::SendError;
 /// A provider that does not answer in this long is treated as unreachable (retried).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Redirects are not followed. A provider's send API never redirects a send; one that
+/// does points at a wrong API base (http for https, say), and following it would turn the
+/// POST into a GET without the message, or carry the token somewhere else.
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 /// A provider's answer: its status, its `Retry-After`, and its JSON body (`Null` if it
@@ -41,9 +47,11 @@ pub fn unreachable(provider: &str, e: &reqwest::Error) -> SendError {
     }
 }
 
-/// Throttling and the provider's own trouble pass; everything else is about the request.
+/// Throttling and the provider's own trouble pass, and so does a redirect: the API base
+/// is set wrong, and the messages wait until it is fixed. Everything else is about the
+/// request.
 pub fn is_transient(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status.is_redirection()
 }
 
 /// `Retryable` or `Permanent` with `reason`.

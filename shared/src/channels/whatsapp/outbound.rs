@@ -156,4 +156,62 @@ mod tests {
             SendError::Permanent { .. }
         ));
     }
+
+    /// An API base that redirects (here to the real sandbox, keeping the path).
+    async fn redirecting_to(target: String) -> String {
+        use axum::http::{Uri, header};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(move |uri: Uri| {
+            let location = format!("{target}{uri}");
+            async move {
+                (
+                    StatusCode::PERMANENT_REDIRECT,
+                    [(header::LOCATION, location)],
+                )
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn a_redirecting_api_base_is_not_followed_and_the_message_waits() {
+        let graph = super::super::sandbox::GraphSandbox::graph("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let config = WhatsAppConfig {
+            app: crate::channels::meta_webhook::MetaApp {
+                app_secret: None,
+                verify_token: None,
+            },
+            access_token: "token".into(),
+            api_base: redirecting_to(graph.base_url()).await,
+        };
+        let to = Address {
+            channel: "whatsapp".into(),
+            user_id: "49151".into(),
+            via: Some("106540352242922".into()),
+        };
+        let hello = OutboundMessage::Text {
+            text: "Hello".into(),
+        };
+        let http = provider_http::client().unwrap();
+        match send(&http, &config, &to, &hello).await {
+            Err(SendError::Retryable { reason, .. }) => assert!(reason.contains("308"), "{reason}"),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        assert!(
+            graph.sent().is_empty(),
+            "nothing reached the redirect's target"
+        );
+
+        // The same client sends once the base is right.
+        let config = WhatsAppConfig {
+            api_base: graph.base_url(),
+            ..config
+        };
+        assert!(send(&http, &config, &to, &hello).await.is_ok());
+        assert_eq!(graph.sent_to("49151").len(), 1);
+    }
 }
