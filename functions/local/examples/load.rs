@@ -150,44 +150,49 @@ fn thread_counters(task: &std::path::Path) -> Option<ThreadCounters> {
     })
 }
 
-/// Samples the writer's counters every 50 ms, so that the accepted span (known only at
+/// The writer's counters, sampled every 50 ms so that the accepted span (known only at
 /// the end) can be cut out of the whole run.
-fn sample_writer(pid: u32) -> Arc<std::sync::Mutex<Vec<(Instant, ThreadCounters)>>> {
-    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let Some(task) = thread_named(pid, WRITER_THREAD) else {
-        return samples;
-    };
-    let into = samples.clone();
-    tokio::spawn(async move {
-        while let Some(counters) = thread_counters(&task) {
-            into.lock().unwrap().push((Instant::now(), counters));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
-    samples
+struct WriterSamples {
+    task: std::path::PathBuf,
+    samples: Arc<std::sync::Mutex<Vec<(Instant, ThreadCounters)>>>,
 }
 
-/// The writer's share of the span from `from` to `to`: on a core, waiting for one, and
-/// the rest (blocked in fsync, or without work); and bytes written.
-fn writer_report(
-    samples: &[(Instant, ThreadCounters)],
-    from: Instant,
-    to: Instant,
-) -> Option<String> {
-    let first = samples.iter().rev().find(|(at, _)| *at <= from)?;
-    let last = samples.iter().rev().find(|(at, _)| *at <= to)?;
-    let span = last.0.duration_since(first.0).as_secs_f64();
-    if span <= 0.0 {
-        return None;
+impl WriterSamples {
+    fn start(pid: u32) -> Option<WriterSamples> {
+        let task = thread_named(pid, WRITER_THREAD)?;
+        let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (into, from) = (samples.clone(), task.clone());
+        tokio::spawn(async move {
+            while let Some(counters) = thread_counters(&from) {
+                into.lock().unwrap().push((Instant::now(), counters));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Some(WriterSamples { task, samples })
     }
-    let share = |d: Duration| 100.0 * d.as_secs_f64() / span;
-    let on_core = share(last.1.on_core - first.1.on_core);
-    let waiting = share(last.1.waiting_for_core - first.1.waiting_for_core);
-    Some(format!(
-        "on a core {on_core:.0} %, waiting for a core {waiting:.0} %, blocked or idle {:.0} %, over {span:.2} s; {:.1} MB written",
-        (100.0 - on_core - waiting).max(0.0),
-        (last.1.written - first.1.written) as f64 / 1e6
-    ))
+
+    /// Its shares of the span from `from` to `to`: on a core, waiting for one, and the rest
+    /// (blocked in fsync, or without work); and what it wrote in the whole run so far.
+    fn report(&self, from: Instant, to: Instant, conversations: usize) -> Option<String> {
+        let samples = self.samples.lock().unwrap();
+        let first = samples.iter().rev().find(|(at, _)| *at <= from)?;
+        let last = samples.iter().rev().find(|(at, _)| *at <= to)?;
+        let now = thread_counters(&self.task)?;
+        let span = last.0.duration_since(first.0).as_secs_f64();
+        if span <= 0.0 {
+            return None;
+        }
+        let share = |d: Duration| 100.0 * d.as_secs_f64() / span;
+        let on_core = share(last.1.on_core - first.1.on_core);
+        let waiting = share(last.1.waiting_for_core - first.1.waiting_for_core);
+        let written = (now.written - first.1.written) as f64;
+        Some(format!(
+            "on a core {on_core:.0} %, waiting for a core {waiting:.0} %, blocked or idle {:.0} % (over {span:.2} s); wrote {:.0} MB in the run, {:.0} KB per conversation",
+            (100.0 - on_core - waiting).max(0.0),
+            written / 1e6,
+            written / 1e3 / conversations as f64
+        ))
+    }
 }
 
 #[tokio::main]
@@ -269,7 +274,7 @@ async fn main() {
         .build()
         .unwrap();
     let gate = Arc::new(Semaphore::new(concurrency));
-    let writer = sample_writer(pid);
+    let writer = WriterSamples::start(pid);
     tokio::time::sleep(Duration::from_millis(60)).await;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(n);
@@ -314,7 +319,7 @@ async fn main() {
     let peak = peak_memory_kib(pid);
     let server_cpu = cpu_seconds(&pid.to_string());
     let bench_cpu = cpu_seconds("self");
-    let writer = writer_report(&writer.lock().unwrap(), started, started + accepted_span);
+    let writer = writer.and_then(|w| w.report(started, started + accepted_span, n));
 
     // Timeout lateness: the timeout message's arrival minus (question's arrival + timeout).
     let mut by_recipient: std::collections::HashMap<String, Vec<_>> = Default::default();
