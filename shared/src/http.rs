@@ -6,10 +6,12 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use async_trait::async_trait;
+use serde_json::json;
 use std::sync::Arc;
 
 use crate::runtime::{Runtime, WebhookRequest, WebhookResponse};
@@ -36,7 +38,34 @@ pub fn router<H: WebhookHost>(host: Arc<H>) -> Router {
         .route("/webhooks/{channel}", get(webhook::<H>).post(webhook::<H>))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(host)
+}
+
+/// axum answers what never reaches a handler in plain text: a body over the limit, a body
+/// that is not JSON, a path or query that does not parse. Every other error here is
+/// `{"error": "..."}`, so this gives those answers the same shape and keeps their status.
+pub async fn json_errors(request: axum::extract::Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let plain_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain"));
+    if !response.status().is_client_error() || !plain_text {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // A rejection's text is one short line; it names the problem, never the body's content.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_string();
+    let mut answer = (parts.status, axum::Json(json!({ "error": message }))).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }
 
 async fn webhook<H: WebhookHost>(

@@ -71,6 +71,53 @@ async fn every_admin_route_needs_the_token() {
     }
 }
 
+/// A request's status and its body as JSON (`Null` if it is not JSON).
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn what_is_refused_before_any_handler_still_answers_in_json() {
+    let graph = graph().await;
+    let server = Server::signed(&graph, &[]).await;
+    let draft = format!("{}/admin/workflows/mine", server.base);
+    let put = || server.http.put(&draft).bearer_auth(ADMIN_TOKEN);
+    let cases = [
+        (
+            put()
+                .header("content-type", "application/json")
+                .body(r#"{"steps":"#),
+            400,
+            "parse the request body as JSON",
+        ),
+        (put().body("{}"), 415, "Content-Type: application/json"),
+        (
+            server
+                .http
+                .get(format!("{}/admin/contacts?tag=x&limit=many", server.base))
+                .bearer_auth(ADMIN_TOKEN),
+            400,
+            "limit",
+        ),
+        (
+            server
+                .http
+                .post(format!("{}/webhooks/whatsapp", server.base))
+                .body(vec![b' '; assent::http::MAX_BODY_BYTES + 1]),
+            413,
+            "length limit exceeded",
+        ),
+    ];
+    for (request, status, says) in cases {
+        let (got, body) = answer(request).await;
+        assert_eq!(got, status, "{body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{status}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn without_a_token_configured_the_admin_api_is_off() {
     let graph = graph().await;

@@ -84,6 +84,7 @@ pub fn router(api: AdminApi, token: Option<String>) -> Router {
         .route("/admin/workflows/{id}/publish", post(workflows::publish))
         .route("/admin/workflows/{id}/versions", get(workflows::versions))
         .route("/admin/reports/consent", get(reports::consent))
+        .layer(middleware::from_fn(crate::http::json_errors))
         .with_state(api);
     match token {
         Some(token) => routes.layer(middleware::from_fn_with_state(Arc::new(token), bearer)),

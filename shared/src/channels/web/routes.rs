@@ -35,6 +35,7 @@ pub fn router(web: Arc<WebChat>) -> Router {
         .route("/widget.js", get(widget))
         .route("/web/session", post(session))
         .route("/web/messages", get(messages))
+        .layer(axum::middleware::from_fn(crate::http::json_errors))
         .with_state(web)
 }
 
