@@ -69,6 +69,11 @@ async fn every_admin_route_needs_the_token() {
             "{method} {path} with a wrong token"
         );
     }
+    // A path that is no route is not found, whoever asks.
+    for path in ["/nope", "/admin/nope"] {
+        let (status, _) = answer(server.http.get(format!("{}{path}", server.base))).await;
+        assert_eq!(status, 404, "{path}");
+    }
 }
 
 /// A request's status and its body as JSON (`Null` if it is not JSON).

@@ -87,7 +87,8 @@ pub fn router(api: AdminApi, token: Option<String>) -> Router {
         .layer(middleware::from_fn(crate::http::json_errors))
         .with_state(api);
     match token {
-        Some(token) => routes.layer(middleware::from_fn_with_state(Arc::new(token), bearer)),
+        // On the admin routes only: a path that is none of them is a 404, token or not.
+        Some(token) => routes.route_layer(middleware::from_fn_with_state(Arc::new(token), bearer)),
         None => routes,
     }
 }

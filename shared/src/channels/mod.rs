@@ -155,7 +155,12 @@ impl ChannelSender for Channels {
 impl InboundError {
     /// A body that is not JSON of the expected shape. The reason names the error's kind
     /// and place, never the value: a body can hold message text, and this reason is logged.
+    /// A missing field is named: the name is the expected shape's, not the body's.
     pub fn not_json(what: &str, e: &serde_json::Error) -> InboundError {
+        let message = e.to_string();
+        if message.starts_with("missing field `") {
+            return InboundError::Malformed(format!("not a {what} ({message})"));
+        }
         InboundError::Malformed(format!(
             "not a {what} ({:?} error at line {}, column {})",
             e.classify(),

@@ -299,4 +299,17 @@ mod tests {
         );
         assert!(chat.parse(&headers, long.as_bytes()).is_err());
     }
+
+    #[test]
+    fn a_missing_field_is_named_and_a_wrong_value_is_not_quoted() {
+        let (chat, headers) = chat();
+        let reason = |body: &str| match chat.parse(&headers, body.as_bytes()) {
+            Err(InboundError::Malformed(reason)) => reason,
+            other => panic!("expected a rejection, got {:?}", other.map(|_| ())),
+        };
+        let missing = reason(r#"{"text": "hello"}"#);
+        assert!(missing.contains("missing field `id`"), "{missing}");
+        let wrong = reason(r#"{"id": "c", "text": ["my secret answer"]}"#);
+        assert!(!wrong.contains("secret"), "{wrong}");
+    }
 }
