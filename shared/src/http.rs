@@ -42,23 +42,32 @@ pub fn router<H: WebhookHost>(host: Arc<H>) -> Router {
         .with_state(host)
 }
 
-/// axum answers what never reaches a handler in plain text: a body over the limit, a body
-/// that is not JSON, a path or query that does not parse. Every other error here is
-/// `{"error": "..."}`, so this gives those answers the same shape and keeps their status.
+/// axum answers what never reaches a handler in plain text or with no body: a body over
+/// the limit, a body that is not JSON, a path or query that does not parse, a method the
+/// route does not take, a path that is no route. Every other error here is
+/// `{"error": "..."}`, so this gives those answers the same shape and keeps their status
+/// and headers (`Allow`, say).
 pub async fn json_errors(request: axum::extract::Request, next: Next) -> Response {
     let response = next.run(request).await;
-    let plain_text = response
+    let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/plain"));
-    if !response.status().is_client_error() || !plain_text {
+        .and_then(|v| v.to_str().ok());
+    let from_axum = content_type.is_none_or(|t| t.starts_with("text/plain"));
+    if !response.status().is_client_error() || !from_axum {
         return response;
     }
     let (parts, body) = response.into_parts();
     // A rejection's text is one short line; it names the problem, never the body's content.
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
-    let message = String::from_utf8_lossy(&text).trim().to_string();
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string(),
+        text => text.to_string(),
+    };
     let mut answer = (parts.status, axum::Json(json!({ "error": message }))).into_response();
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

@@ -71,8 +71,12 @@ async fn every_admin_route_needs_the_token() {
     }
     // A path that is no route is not found, whoever asks.
     for path in ["/nope", "/admin/nope"] {
-        let (status, _) = answer(server.http.get(format!("{}{path}", server.base))).await;
-        assert_eq!(status, 404, "{path}");
+        let (status, body) = answer(server.http.get(format!("{}{path}", server.base))).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("Not Found")),
+            "{path}"
+        );
     }
 }
 
@@ -113,6 +117,13 @@ async fn what_is_refused_before_any_handler_still_answers_in_json() {
                 .body(vec![b' '; assent::http::MAX_BODY_BYTES + 1]),
             413,
             "length limit exceeded",
+        ),
+        (
+            server
+                .http
+                .delete(format!("{}/webhooks/whatsapp", server.base)),
+            405,
+            "Method Not Allowed",
         ),
     ];
     for (request, status, says) in cases {
