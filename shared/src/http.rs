@@ -58,7 +58,8 @@ pub async fn json_errors(request: axum::extract::Request, next: Next) -> Respons
         return response;
     }
     let (parts, body) = response.into_parts();
-    // A rejection's text is one short line; it names the problem, never the body's content.
+    // A rejection's text is one short line about the client's own request (a JSON error
+    // may quote a value of the body it sent back to it); it is answered, never logged.
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let message = match String::from_utf8_lossy(&text).trim() {
         "" => parts
