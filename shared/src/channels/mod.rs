@@ -37,7 +37,9 @@ pub enum InboundError {
 #[derive(Debug, Default, PartialEq)]
 pub struct Parsed {
     pub messages: Vec<Inbound>,
-    /// Delivery receipts (sent, delivered, read): acknowledged, never reach the engine.
+    /// Receipts (sent, delivered, read) and the other events that are not messages for
+    /// Assent (a page's own echoes, Telegram's edits and membership changes):
+    /// acknowledged, never reach the engine.
     pub statuses: usize,
     /// Receipts saying a message was not delivered: they end the run that sent it.
     pub failures: Vec<DeliveryReport>,
