@@ -50,6 +50,8 @@ struct Stack {
     table: String,
     shard: Mutex<Option<String>>,
     webhook: axum::Router,
+    /// Another warm instance of the webhook function: it shares only the table.
+    webhook_elsewhere: axum::Router,
     step: Arc<Runtime>,
     timeout: Arc<Runtime>,
     messages: std::sync::atomic::AtomicU64,
@@ -83,6 +85,9 @@ impl Stack {
         // From the real time, so that TTLs and the emulator's stream times agree with it.
         let clock = Arc::new(ManualClock::starting_at(assent::clock::SystemClock.now()));
         let (webhook_runtime, step, web) =
+            aws::function_runtimes(&store, scheduler.clone(), &group, &sandbox, clock.clone())
+                .await;
+        let (elsewhere, _, elsewhere_web) =
             aws::function_runtimes(&store, scheduler, &group, &sandbox, clock.clone()).await;
         let timeout = Arc::new(Runtime::new(
             Arc::new(store.clone()),
@@ -102,6 +107,7 @@ impl Stack {
             table,
             shard: Mutex::new(None),
             webhook: assent::aws::web_chat::router(webhook_runtime, Some(web)),
+            webhook_elsewhere: assent::aws::web_chat::router(elsewhere, Some(elsewhere_web)),
             step,
             timeout,
             messages: Default::default(),
@@ -385,6 +391,27 @@ impl Stack {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Option<String>, Value) {
+        self.web_on(
+            &self.webhook,
+            source_ip,
+            method,
+            path_and_query,
+            token,
+            body,
+        )
+        .await
+    }
+
+    /// A request as [`Stack::web`] makes it, to the webhook function instance `webhook`.
+    async fn web_on(
+        &self,
+        webhook: &axum::Router,
+        source_ip: &str,
+        method: &str,
+        path_and_query: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Option<String>, Value) {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
@@ -403,7 +430,7 @@ impl Stack {
         });
         let request =
             lambda_http::request::from_str(&event.to_string()).expect("an HTTP (v2) event");
-        let response = self.webhook.clone().oneshot(request).await.unwrap();
+        let response = webhook.clone().oneshot(request).await.unwrap();
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -1195,6 +1222,87 @@ async fn web_chat_sessions_are_limited_per_source_address() {
         .web("198.51.100.21", "POST", "/web/session", None, None)
         .await;
     assert_eq!(status, 201, "another address is not held back");
+}
+
+/// Warm instances of the webhook function share one allowance per address: it is
+/// counted in the table, not in each instance's memory.
+#[tokio::test]
+async fn web_chat_sessions_are_counted_across_function_instances() {
+    let stack = Stack::new().await;
+    let address = "198.51.100.30";
+    let per_minute = assent::channels::web::SESSIONS_PER_MINUTE;
+    for i in 0..per_minute {
+        let instance = [&stack.webhook, &stack.webhook_elsewhere][i as usize % 2];
+        let (status, _, _) = stack
+            .web_on(instance, address, "POST", "/web/session", None, None)
+            .await;
+        assert_eq!(status, 201, "session {i}");
+    }
+    for instance in [&stack.webhook, &stack.webhook_elsewhere] {
+        let (status, retry_after, body) = stack
+            .web_on(instance, address, "POST", "/web/session", None, None)
+            .await;
+        assert_eq!(status, 429, "{body}");
+        // One session comes back every 3 s at 20 a minute.
+        let seconds: u64 = retry_after.unwrap().parse().unwrap();
+        assert!((1..=3).contains(&seconds), "Retry-After {seconds}");
+    }
+}
+
+/// The shared allowance behaves as the local token bucket: a burst of `per_minute`, then
+/// one session per interval; IPv6 counted per /64. A fresh address costs one write.
+#[tokio::test]
+async fn the_shared_session_allowance_is_a_token_bucket() {
+    use assent::store::dynamodb::{SharedSessionLimit, TakeError};
+    let stack = Stack::new().await;
+    let limit = SharedSessionLimit::new(stack.store.clone(), 3);
+    let t0 = Timestamp(1_796_160_000_000);
+    let at = |s: i64| Timestamp(t0.millis() + s * 1000);
+    let a: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    let before = stack.meter.snapshot();
+    limit.take_at(a, t0).await.unwrap();
+    let fresh = meter::totals(&before, &stack.meter.snapshot());
+    assert_eq!((fresh.dynamodb_calls, fresh.write_units), (1, 1.0));
+    for _ in 0..2 {
+        limit.take_at(a, t0).await.unwrap();
+    }
+    let wait = |r: Result<(), TakeError>| match r {
+        Err(TakeError::Wait(wait)) => wait,
+        other => panic!("expected a wait, got {other:?}"),
+    };
+    assert_eq!(wait(limit.take_at(a, t0).await), Duration::from_secs(20));
+    assert_eq!(wait(limit.take_at(a, at(5)).await), Duration::from_secs(15));
+    limit.take_at(a, at(20)).await.unwrap();
+    assert!(limit.take_at(a, at(20)).await.is_err());
+    // Others are not held back by it; hosts of one IPv6 /64 share a bucket.
+    limit
+        .take_at("203.0.113.10".parse().unwrap(), t0)
+        .await
+        .unwrap();
+    let one = SharedSessionLimit::new(stack.store.clone(), 1);
+    one.take_at("2001:db8::1".parse().unwrap(), t0)
+        .await
+        .unwrap();
+    assert!(
+        one.take_at("2001:db8::2".parse().unwrap(), t0)
+            .await
+            .is_err()
+    );
+    one.take_at("2001:db8:0:1::1".parse().unwrap(), t0)
+        .await
+        .unwrap();
+    // A minute after its last session the whole burst is back.
+    for _ in 0..3 {
+        limit.take_at(a, at(80)).await.unwrap();
+    }
+    // No limit: nothing is written.
+    let before = stack.meter.snapshot();
+    let open = SharedSessionLimit::new(stack.store.clone(), 0);
+    for _ in 0..5 {
+        open.take_at(a, t0).await.unwrap();
+    }
+    let none = meter::totals(&before, &stack.meter.snapshot());
+    assert_eq!(none.dynamodb_calls, 0);
 }
 
 /// A person consents in a real browser with the web chat served as the webhook function

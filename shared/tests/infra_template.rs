@@ -318,6 +318,10 @@ async fn observed_actions() -> HashMap<&'static str, BTreeSet<String>> {
     Mailbox::push(&step_store, "visitor", &hello).await.unwrap();
     let polled = Mailbox::after(&webhook, "visitor", 0, Duration::ZERO).await;
     assert_eq!(polled.unwrap().len(), 1);
+    // web chat: the webhook function counts a visitor's new session.
+    let sessions = assent::store::dynamodb::SharedSessionLimit::new(webhook.clone(), 1);
+    let visitor_address = "203.0.113.9".parse().unwrap();
+    assert!(sessions.take_at(visitor_address, clock.now()).await.is_ok());
     let timers = SchedulerTimers::new(
         aws::scheduler(&sdk, &meters["StepFunction"]),
         aws::scheduler_config(&group),

@@ -16,6 +16,7 @@ use crate::channels::Channels;
 use crate::channels::web::{SessionKey, WebChat, routes};
 use crate::runtime::Runtime;
 use crate::store::DynamoStore;
+use crate::store::dynamodb::SharedSessionLimit;
 
 /// The chat as the environment configures it, or `None` when it is off.
 pub fn from_env(env: &dyn Env) -> Result<Option<WebChat>, SetupError> {
@@ -37,8 +38,8 @@ pub fn sender_from_env(env: &dyn Env) -> Option<WebChat> {
     Some(WebChat::new(SessionKey::new(secret.as_bytes()), Vec::new()))
 }
 
-/// `channels` and, when it is on, the chat with its mailbox in the table (which is also
-/// returned, for the routes).
+/// `channels` and, when it is on, the chat with its mailbox and its session counts in the
+/// table (which is also returned, for the routes).
 pub fn added(
     channels: Channels,
     web: Option<WebChat>,
@@ -46,7 +47,11 @@ pub fn added(
 ) -> (Channels, Option<Arc<WebChat>>) {
     match web {
         Some(web) => {
-            let web = Arc::new(web.with_mailbox(Arc::new(store.clone())));
+            let sessions = SharedSessionLimit::new(store.clone(), web.sessions_per_minute());
+            let web = Arc::new(
+                web.with_mailbox(Arc::new(store.clone()))
+                    .with_session_counter(Arc::new(sessions)),
+            );
             (channels.with(web.clone()), Some(web))
         }
         None => (channels, None),

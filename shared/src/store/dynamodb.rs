@@ -10,6 +10,7 @@
 //! | parked record | `c#{contact}` | `parked#{stream seq}` | `error`, `at` |
 //! | parked list entry | `parked` | `{contact}` | `error`, `at` (the latest parking) |
 //! | web chat mailbox | `w#{visitor}` | `next`, `msg#{seq:020}` | the messages for a browser (`mailbox.rs`) |
+//! | web chat sessions | `sessions#{address}` | `tat` | an address's allowance of new sessions (`session_limit.rs`) |
 //! | workflow version | `workflows` | `{id}#v{version:010}` | `published` (JSON) |
 //! | workflow draft | `drafts` | `{id}` | `definition` (JSON) |
 //! | active workflow | `settings` | `active_workflow` | `id`, `version` |
@@ -24,6 +25,7 @@
 
 pub mod mailbox;
 mod segments;
+mod session_limit;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -47,6 +49,7 @@ use crate::ports::{
 };
 use crate::workflow::{PublishedWorkflow, Workflow};
 use segments::Cursor;
+pub use session_limit::{SharedSessionLimit, TakeError};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";

@@ -10,14 +10,14 @@ mod session_limit;
 
 pub use mailbox::{Delivered, KEPT_PER_VISITOR, Mailbox, MemoryMailbox};
 pub use session::SessionKey;
-pub use session_limit::SessionLimit;
+pub use session_limit::{SessionCounter, SessionLimit, network};
 
 use async_trait::async_trait;
 use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Channel, InboundError, Parsed};
 use crate::contact::Address;
@@ -42,7 +42,10 @@ pub struct WebChat {
     /// Origins (scheme://host[:port]) whose pages may embed the widget; the server's own
     /// pages always may.
     allowed_origins: Vec<String>,
-    sessions: SessionLimit,
+    /// New sessions an address may start per minute (0: no limit), and where they are
+    /// counted.
+    sessions_per_minute: u32,
+    sessions: Arc<dyn SessionCounter>,
     /// The header a reverse proxy names the visitor's address in (its last entry is the
     /// one the proxy added); `None`: the connection's own peer address.
     address_header: Option<String>,
@@ -72,7 +75,8 @@ impl WebChat {
             key,
             mailbox: Arc::new(MemoryMailbox::default()),
             allowed_origins,
-            sessions: SessionLimit::new(SESSIONS_PER_MINUTE),
+            sessions_per_minute: SESSIONS_PER_MINUTE,
+            sessions: Arc::new(SessionLimit::new(SESSIONS_PER_MINUTE)),
             address_header: None,
         }
     }
@@ -102,20 +106,33 @@ impl WebChat {
     /// At most `per_minute` new sessions per address (0: no limit), the address taken from
     /// `address_header` when a reverse proxy sets one.
     pub fn with_session_limit(mut self, per_minute: u32, address_header: Option<String>) -> Self {
-        self.sessions = SessionLimit::new(per_minute);
+        self.sessions_per_minute = per_minute;
+        self.sessions = Arc::new(SessionLimit::new(per_minute));
         self.address_header = address_header.map(|h| h.to_ascii_lowercase());
+        self
+    }
+
+    /// The sessions an address may start per minute (0: no limit).
+    pub fn sessions_per_minute(&self) -> u32 {
+        self.sessions_per_minute
+    }
+
+    /// Counts sessions in `counter` instead of in this process: servers that share it
+    /// share the limit.
+    pub fn with_session_counter(mut self, counter: Arc<dyn SessionCounter>) -> Self {
+        self.sessions = counter;
         self
     }
 
     /// Takes a session for whoever asks, or says how long they must wait. A request whose
     /// address is unknown (no peer, no usable header) is not limited.
-    pub fn start_session(
+    pub async fn start_session(
         &self,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
     ) -> Result<(), Duration> {
         match self.client_address(headers, peer) {
-            Some(address) => self.sessions.take(address, Instant::now()),
+            Some(address) => self.sessions.take(address).await,
             None => Ok(()),
         }
     }

@@ -63,8 +63,9 @@ async fn session(State(web): State<Arc<WebChat>>, request: Request) -> Response 
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    if let Err(wait) = web.start_session(request.headers(), peer) {
-        let seconds = wait.as_secs().max(1);
+    if let Err(wait) = web.start_session(request.headers(), peer).await {
+        // Rounded up: a client that waits exactly this long finds a session free.
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         tracing::info!("web chat: session refused, too many from one address");
         return (
             StatusCode::TOO_MANY_REQUESTS,

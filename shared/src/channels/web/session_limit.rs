@@ -3,10 +3,20 @@
 //! would otherwise fill the store. A token bucket per address (IPv6 per /64, because one
 //! host commonly holds a whole /64): `per_minute` sessions at once, refilled evenly.
 
+use async_trait::async_trait;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Where the sessions each address started are counted: in this process
+/// ([`SessionLimit`]), or in a table that every instance of a server shares (on AWS,
+/// `store::dynamodb::SharedSessionLimit`).
+#[async_trait]
+pub trait SessionCounter: Send + Sync {
+    /// Takes one session for `address`, or says how long until one is free.
+    async fn take(&self, address: IpAddr) -> Result<(), Duration>;
+}
 
 /// Addresses remembered at most; beyond it, buckets that are full again (they say nothing
 /// a new bucket would not) are dropped first.
@@ -31,8 +41,8 @@ impl SessionLimit {
         }
     }
 
-    /// Takes one session for `address`, or says how long until one is free.
-    pub fn take(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Takes one session for `address` at `now`, or says how long until one is free.
+    pub fn take_at(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -61,6 +71,13 @@ impl SessionLimit {
     }
 }
 
+#[async_trait]
+impl SessionCounter for SessionLimit {
+    async fn take(&self, address: IpAddr) -> Result<(), Duration> {
+        self.take_at(address, Instant::now())
+    }
+}
+
 impl Bucket {
     fn refilled(&self, now: Instant, per_second: f64, capacity: f64) -> f64 {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
@@ -69,7 +86,7 @@ impl Bucket {
 }
 
 /// The address a limit applies to: IPv4 as it is, IPv6 by its /64.
-fn network(address: IpAddr) -> IpAddr {
+pub fn network(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => {
@@ -89,34 +106,37 @@ mod tests {
         let t0 = Instant::now();
         let a: IpAddr = "203.0.113.9".parse().unwrap();
         for _ in 0..3 {
-            assert_eq!(limit.take(a, t0), Ok(()));
+            assert_eq!(limit.take_at(a, t0), Ok(()));
         }
-        let wait = limit.take(a, t0).unwrap_err();
+        let wait = limit.take_at(a, t0).unwrap_err();
         assert_eq!(wait.as_secs(), 20, "one session every 20 s at 3 a minute");
         // Others are not held back by it.
-        assert_eq!(limit.take("203.0.113.10".parse().unwrap(), t0), Ok(()));
-        assert_eq!(limit.take(a, t0 + Duration::from_secs(20)), Ok(()));
-        assert!(limit.take(a, t0 + Duration::from_secs(20)).is_err());
+        assert_eq!(limit.take_at("203.0.113.10".parse().unwrap(), t0), Ok(()));
+        assert_eq!(limit.take_at(a, t0 + Duration::from_secs(20)), Ok(()));
+        assert!(limit.take_at(a, t0 + Duration::from_secs(20)).is_err());
     }
 
     #[test]
     fn ipv6_hosts_of_one_64_share_a_bucket() {
         let limit = SessionLimit::new(1);
         let t0 = Instant::now();
-        assert_eq!(limit.take("2001:db8::1".parse().unwrap(), t0), Ok(()));
-        assert!(limit.take("2001:db8::2".parse().unwrap(), t0).is_err());
-        assert_eq!(limit.take("2001:db8:0:1::1".parse().unwrap(), t0), Ok(()));
+        assert_eq!(limit.take_at("2001:db8::1".parse().unwrap(), t0), Ok(()));
+        assert!(limit.take_at("2001:db8::2".parse().unwrap(), t0).is_err());
+        assert_eq!(
+            limit.take_at("2001:db8:0:1::1".parse().unwrap(), t0),
+            Ok(())
+        );
     }
 
     #[test]
     fn zero_means_no_limit_and_memory_stays_bounded() {
         let open = SessionLimit::new(0);
         let a: IpAddr = "203.0.113.9".parse().unwrap();
-        assert!((0..1000).all(|_| open.take(a, Instant::now()).is_ok()));
+        assert!((0..1000).all(|_| open.take_at(a, Instant::now()).is_ok()));
         let limit = SessionLimit::new(1);
         let t0 = Instant::now();
         for i in 0..(ADDRESSES_MAX as u32 + 10) {
-            let _ = limit.take(IpAddr::V4(i.into()), t0);
+            let _ = limit.take_at(IpAddr::V4(i.into()), t0);
         }
         assert!(limit.buckets.lock().unwrap().len() <= ADDRESSES_MAX);
     }
