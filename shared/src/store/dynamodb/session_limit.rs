@@ -47,10 +47,12 @@ struct Allowance {
 
 impl Allowance {
     fn per_minute(per_minute: u32) -> Allowance {
-        let interval = 60_000 / i64::from(per_minute.max(1));
+        let per_minute = i64::from(per_minute.max(1));
+        // At least a millisecond, so that the wait below always has a range.
+        let interval = (60_000 / per_minute).max(1);
         Allowance {
             interval,
-            burst: interval * (i64::from(per_minute.max(1)) - 1),
+            burst: interval * (per_minute - 1),
         }
     }
 }
