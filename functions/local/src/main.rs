@@ -12,7 +12,8 @@ use assent::channels::{self, Channels, Purpose};
 use assent::clock::SystemClock;
 use assent::local::LocalApp;
 use assent::runtime::RuntimeConfig;
-use assent::workflow::{Workflow, template};
+use assent::workflow::Workflow;
+use assent::workflow::template::{self, TemplateError};
 
 /// glibc's allocator spent about a quarter of a busy server's time in malloc and free,
 /// contended between the async workers and the store's writer thread.
@@ -64,8 +65,13 @@ fn load_workflow(args: &Args) -> Result<Workflow, String> {
         }
         None => {
             let params: BTreeMap<String, String> = args.set.iter().cloned().collect();
-            template::build(&args.template, &params)
-                .map_err(|e| format!("template `{}`: {e}", args.template))
+            template::build(&args.template, &params).map_err(|e| match e {
+                // These name the template already.
+                TemplateError::UnknownTemplate(_) | TemplateError::UnknownParam { .. } => {
+                    e.to_string()
+                }
+                e => format!("template `{}`: {e}", args.template),
+            })
         }
     }
 }
