@@ -10,10 +10,11 @@
 //! The allowance is the local one's token bucket, kept as one number (the generic cell
 //! rate algorithm): `tat` is when the address will have its whole burst back. A session
 //! is one interval (a minute divided by the sessions allowed in it), and is allowed while
-//! `tat` is at most a burst of intervals (less one) ahead of now. A take is one
-//! conditional update: a new address or one whose allowance is full starts from now; any
-//! other moves `tat` on by an interval if that stays within the burst. A refused take
-//! costs a second update, whose failure names the old `tat`, and so the wait.
+//! `tat` is at most a burst of intervals (less one) ahead of now. A take is at most two
+//! conditional updates. The first serves a new address, or one whose allowance is full
+//! again (`tat` is past), and starts from now: one write unit. Otherwise the second moves
+//! `tat` on by an interval if that stays within the burst; if it does not, its failure
+//! names the old `tat`, and so the wait.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
