@@ -1263,9 +1263,12 @@ async fn the_shared_session_allowance_is_a_token_bucket() {
     limit.take_at(a, t0).await.unwrap();
     let fresh = meter::totals(&before, &stack.meter.snapshot());
     assert_eq!((fresh.dynamodb_calls, fresh.write_units), (1, 1.0));
-    for _ in 0..2 {
-        limit.take_at(a, t0).await.unwrap();
-    }
+    let before = stack.meter.snapshot();
+    limit.take_at(a, t0).await.unwrap();
+    let in_burst = meter::totals(&before, &stack.meter.snapshot());
+    // The first update's condition fails, and a failed conditional write is billed too.
+    assert_eq!((in_burst.dynamodb_calls, in_burst.write_units), (2, 2.0));
+    limit.take_at(a, t0).await.unwrap();
     let wait = |r: Result<(), TakeError>| match r {
         Err(TakeError::Wait(wait)) => wait,
         other => panic!("expected a wait, got {other:?}"),
