@@ -276,12 +276,20 @@ pub mod aws {
     /// The web chat's session secret in the AWS tests.
     pub const WEB_SECRET: &str = "web-session-secret-for-tests";
 
-    /// The environment that turns the web chat on, and nothing else.
+    /// New web chat sessions per address and minute in the AWS tests: few, so that one
+    /// comes back only every 15 s and a slow run cannot see a refill mid-test.
+    pub const WEB_SESSIONS_PER_MINUTE: u32 = 4;
+
+    /// The environment that turns the web chat on with that limit, and nothing else.
     struct WebEnv;
 
     impl assent::aws::Env for WebEnv {
         fn var(&self, name: &str) -> Option<String> {
-            (name == "WEB_SESSION_SECRET").then(|| WEB_SECRET.to_string())
+            match name {
+                "WEB_SESSION_SECRET" => Some(WEB_SECRET.to_string()),
+                "WEB_SESSIONS_PER_MINUTE" => Some(WEB_SESSIONS_PER_MINUTE.to_string()),
+                _ => None,
+            }
         }
     }
 
