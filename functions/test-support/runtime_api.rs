@@ -167,12 +167,17 @@ pub fn spawn(binary: &str, runtime_api: &str, env: &[(&str, String)]) -> tokio::
     command.spawn().unwrap()
 }
 
+/// A name no other test (or earlier run against the same emulator) uses. The counter
+/// tells apart tests of one process that ask within one tick of the clock, as parallel
+/// tests do.
 pub fn table_name() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("assent-rt-{}-{nanos:x}", std::process::id())
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("assent-rt-{}-{nanos:x}-{n}", std::process::id())
 }
 
 /// What the template sets for the step function (WhatsApp served, its keys in the secret
