@@ -398,11 +398,14 @@ impl Stack {
             path_and_query,
             token,
             body,
+            &[],
         )
         .await
     }
 
-    /// A request as [`Stack::web`] makes it, to the webhook function instance `webhook`.
+    /// A request as [`Stack::web`] makes it, to the webhook function instance `webhook`,
+    /// with `extra` headers as the client sent them.
+    #[allow(clippy::too_many_arguments)]
     async fn web_on(
         &self,
         webhook: &axum::Router,
@@ -411,6 +414,7 @@ impl Stack {
         path_and_query: &str,
         token: Option<&str>,
         body: Option<Value>,
+        extra: &[(&str, &str)],
     ) -> (u16, Option<String>, Value) {
         let (path, query) = path_and_query
             .split_once('?')
@@ -419,6 +423,9 @@ impl Stack {
             json!({"content-type": "application/json", "origin": "https://shop.example.com"});
         if let Some(token) = token {
             headers["authorization"] = json!(format!("Bearer {token}"));
+        }
+        for (name, value) in extra {
+            headers[*name] = json!(value);
         }
         let event = json!({
             "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": query,
@@ -1218,6 +1225,20 @@ async fn web_chat_sessions_are_limited_per_source_address() {
     let (status, retry_after, _) = stack.web(first, "POST", "/web/session", None, None).await;
     assert_eq!(status, 429);
     assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+    // Naming another address in a header changes nothing: no proxy header is configured.
+    let spoofed = [("x-forwarded-for", "198.51.100.99")];
+    let (status, _, _) = stack
+        .web_on(
+            &stack.webhook,
+            first,
+            "POST",
+            "/web/session",
+            None,
+            None,
+            &spoofed,
+        )
+        .await;
+    assert_eq!(status, 429, "a header the client sets is not its address");
     let (status, _, _) = stack
         .web("198.51.100.21", "POST", "/web/session", None, None)
         .await;
@@ -1233,13 +1254,13 @@ async fn web_chat_sessions_are_counted_across_function_instances() {
     for i in 0..aws::WEB_SESSIONS_PER_MINUTE {
         let instance = [&stack.webhook, &stack.webhook_elsewhere][i as usize % 2];
         let (status, _, _) = stack
-            .web_on(instance, address, "POST", "/web/session", None, None)
+            .web_on(instance, address, "POST", "/web/session", None, None, &[])
             .await;
         assert_eq!(status, 201, "session {i}");
     }
     for instance in [&stack.webhook, &stack.webhook_elsewhere] {
         let (status, retry_after, body) = stack
-            .web_on(instance, address, "POST", "/web/session", None, None)
+            .web_on(instance, address, "POST", "/web/session", None, None, &[])
             .await;
         assert_eq!(status, 429, "{body}");
         // One session comes back every 15 s at 4 a minute.
