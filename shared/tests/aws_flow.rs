@@ -1293,7 +1293,10 @@ async fn the_shared_session_allowance_is_a_token_bucket() {
         Err(TakeError::Wait(wait)) => wait,
         other => panic!("expected a wait, got {other:?}"),
     };
+    let before = stack.meter.snapshot();
     assert_eq!(wait(limit.take_at(a, t0).await), Duration::from_secs(20));
+    let refused = meter::totals(&before, &stack.meter.snapshot());
+    assert_eq!((refused.dynamodb_calls, refused.write_units), (2, 2.0));
     assert_eq!(wait(limit.take_at(a, at(5)).await), Duration::from_secs(15));
     limit.take_at(a, at(20)).await.unwrap();
     assert!(limit.take_at(a, at(20)).await.is_err());
