@@ -216,8 +216,14 @@ async fn serve_floor(listener: tokio::net::TcpListener) {
     }
 }
 
+fn main() {
+    // As assent-local does: the load generator's own page faults would take cores from it.
+    assent::local::disable_transparent_huge_pages();
+    bench();
+}
+
 #[tokio::main]
-async fn main() {
+async fn bench() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
@@ -244,6 +250,10 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
+    // To compare worker counts and allocator options (docs/PERFORMANCE.md).
+    let passed_on: Vec<(String, String)> = std::env::vars()
+        .filter(|(name, _)| name == "TOKIO_WORKER_THREADS" || name.starts_with("MIMALLOC_"))
+        .collect();
     let mut child = tokio::process::Command::new(&binary)
         .args([
             "--listen",
@@ -259,12 +269,7 @@ async fn main() {
         .env("WHATSAPP_ACCESS_TOKEN", "t")
         .env("WHATSAPP_API_BASE", graph.base_url())
         .env("ASSENT_LOG", "warn")
-        // To compare worker counts (docs/PERFORMANCE.md); the default is one per core.
-        .envs(
-            std::env::var("TOKIO_WORKER_THREADS")
-                .ok()
-                .map(|v| ("TOKIO_WORKER_THREADS", v)),
-        )
+        .envs(passed_on)
         .kill_on_drop(true)
         .spawn()
         .unwrap();

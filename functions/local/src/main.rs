@@ -157,8 +157,14 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+fn main() -> ExitCode {
+    // Before the runtime starts its threads and the allocator touches its arenas.
+    assent::local::disable_transparent_huge_pages();
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     let args = Args::parse();
     assent::logging::init(true);
     match run(args).await {

@@ -347,3 +347,18 @@ fn workflow_files_with_problems_are_refused_with_step_and_field() {
         "{stderr}"
     );
 }
+
+/// Huge pages doubled the webhook ack p99 under load (docs/PERFORMANCE.md, "A seventh period").
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_server_runs_without_transparent_huge_pages() {
+    let graph = graph().await;
+    let server = Server::signed(&graph, &[]).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let Some(thp) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        // Kernels before 5.0 do not report it; there is nothing to check against.
+        eprintln!("this kernel does not report THP_enabled");
+        return;
+    };
+    assert_eq!(thp.split_whitespace().nth(1), Some("0"), "{thp}");
+}

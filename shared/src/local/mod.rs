@@ -3,8 +3,10 @@
 //! store and fired by a loop here.
 
 mod doorbell;
+mod huge_pages;
 
 pub use doorbell::LocalDoorbell;
+pub use huge_pages::disable_transparent_huge_pages;
 
 use std::path::Path;
 use std::sync::Arc;

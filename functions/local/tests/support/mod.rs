@@ -106,6 +106,10 @@ impl Server {
         server
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
     /// Stops (SIGTERM), runs `meanwhile` while nothing holds the store, and starts again
     /// on the same data directory.
     pub async fn restart_with(self, meanwhile: impl FnOnce()) -> Server {
