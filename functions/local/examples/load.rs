@@ -218,7 +218,9 @@ async fn serve_floor(listener: tokio::net::TcpListener) {
 
 fn main() {
     // As assent-local does: the load generator's own page faults would take cores from it.
-    assent::local::disable_transparent_huge_pages();
+    if let Err(e) = assent::local::disable_transparent_huge_pages() {
+        eprintln!("transparent huge pages stay on in the bench: {e}");
+    }
     bench();
 }
 

@@ -158,15 +158,18 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    // Before the runtime starts its threads and the allocator touches its arenas.
-    assent::local::disable_transparent_huge_pages();
-    serve()
+    // Before the runtime starts its threads and most memory is first touched.
+    let small_pages = assent::local::disable_transparent_huge_pages();
+    serve(small_pages)
 }
 
 #[tokio::main]
-async fn serve() -> ExitCode {
+async fn serve(small_pages: std::io::Result<()>) -> ExitCode {
     let args = Args::parse();
     assent::logging::init(true);
+    if let Err(e) = small_pages {
+        tracing::info!(error = %e, "transparent huge pages stay on: latency under load suffers");
+    }
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
