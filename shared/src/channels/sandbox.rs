@@ -83,14 +83,17 @@ struct Shared {
     latency: Mutex<Duration>,
     arrived: Notify,
     print: AtomicBool,
-    /// Messages received per recipient, and a wake-up for waits on that one recipient
-    /// (waking every waiter on every message costs a busy bench most of a core).
+    /// Each recipient's messages (their places in `sent`), and a wake-up for waits on
+    /// that one recipient: waking every waiter on every message costs a busy bench most of
+    /// a core, and finding a recipient's messages by scanning them all made long property
+    /// runs quadratic.
     per_recipient: Mutex<HashMap<String, Recipient>>,
 }
 
 #[derive(Default)]
 struct Recipient {
-    received: usize,
+    /// Indices into `Shared::sent`, in arrival order.
+    messages: Vec<usize>,
     arrived: Arc<Notify>,
 }
 
@@ -149,7 +152,20 @@ impl ApiSandbox {
 
     /// The messages sent to `to`, in order.
     pub fn sent_to(&self, to: &str) -> Vec<Captured> {
-        self.sent().into_iter().filter(|m| m.to() == to).collect()
+        let indices = match self.shared.per_recipient.lock() {
+            Ok(recipients) => recipients
+                .get(to)
+                .map(|r| r.messages.clone())
+                .unwrap_or_default(),
+            Err(_) => return Vec::new(),
+        };
+        let Ok(sent) = self.shared.sent.lock() else {
+            return Vec::new();
+        };
+        indices
+            .iter()
+            .filter_map(|&i| sent.get(i).cloned())
+            .collect()
     }
 
     /// The next request is answered with `status` and `body` instead of success.
@@ -222,7 +238,7 @@ impl ApiSandbox {
         let recipient = |shared: &Shared| {
             shared.per_recipient.lock().ok().map(|mut recipients| {
                 let recipient = recipients.entry(to.to_string()).or_default();
-                (recipient.received, recipient.arrived.clone())
+                (recipient.messages.len(), recipient.arrived.clone())
             })
         };
         let Some((_, arrived)) = recipient(&self.shared) else {
@@ -292,12 +308,13 @@ async fn receive(
         print_line(&message);
     }
     let to = message.to();
-    if let Ok(mut sent) = shared.sent.lock() {
+    let index = shared.sent.lock().ok().map(|mut sent| {
         sent.push(message);
-    }
-    if let Ok(mut recipients) = shared.per_recipient.lock() {
+        sent.len() - 1
+    });
+    if let (Some(index), Ok(mut recipients)) = (index, shared.per_recipient.lock()) {
         let recipient = recipients.entry(to).or_default();
-        recipient.received += 1;
+        recipient.messages.push(index);
         recipient.arrived.notify_waiters();
     }
     shared.arrived.notify_waiters();
