@@ -299,7 +299,8 @@ async fn receive(
         received_at: SystemTime::now(),
         dialect: shared.dialect.clone(),
     };
-    if let Some(status) = failure_for(&shared, &message.to()) {
+    let to = message.to();
+    if let Some(status) = failure_for(&shared, &to) {
         return json_response(status, &Value::Object(Default::default()));
     }
     let n = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
@@ -307,7 +308,6 @@ async fn receive(
     if shared.print.load(Ordering::SeqCst) {
         print_line(&message);
     }
-    let to = message.to();
     let index = shared.sent.lock().ok().map(|mut sent| {
         sent.push(message);
         sent.len() - 1
