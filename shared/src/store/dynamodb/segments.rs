@@ -4,10 +4,21 @@
 //! Shard 0's key is the bare tag, which is what entries written before the spreading use,
 //! so those stay listed. The other keys add a unit separator, a control character no tag
 //! may contain (`workflow/steps/update_contact_tag.rs`), so two tags never share a key.
+//!
+//! A contact's entry lives in its own partition (`tag#{tag}`), so that loading the contact
+//! reads which tags the index holds for it.
 
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 use crate::contact::ContactId;
+use crate::ports::StoreError;
+
+use super::{
+    DynamoStore, PK, SEGMENT_INDEX, SEGMENT_KEY, SK, TAG_PREFIX, contact_from_pk, contact_pk, s,
+    text, unavailable,
+};
 
 pub const SHARDS: u32 = 16;
 
@@ -64,6 +75,59 @@ impl Cursor {
     pub fn encode(&self) -> String {
         let contact = self.after.as_ref().map_or("", ContactId::as_str);
         format!("{}{CURSOR_SEPARATOR}{contact}", self.shard)
+    }
+}
+
+impl DynamoStore {
+    pub(super) async fn put_segment_entry(
+        &self,
+        contact: &ContactId,
+        tag: &str,
+    ) -> Result<(), StoreError> {
+        let key = index_key(tag, shard_of(contact));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(contact_pk(contact)))
+            .item(SK, s(format!("{TAG_PREFIX}{tag}")))
+            .item(SEGMENT_KEY, s(key))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn delete_segment_entry(&self, pk: &str, tag: &str) -> Result<(), StoreError> {
+        self.delete(pk, &format!("{TAG_PREFIX}{tag}")).await
+    }
+
+    /// Up to `limit` contacts of one shard of a segment, from `cursor`; and whether that
+    /// shard may hold more.
+    pub(super) async fn segment_shard_page(
+        &self,
+        tag: &str,
+        cursor: &Cursor,
+        limit: usize,
+    ) -> Result<(Vec<ContactId>, bool), StoreError> {
+        let key = index_key(tag, cursor.shard);
+        let start = cursor.after.as_ref().map(|contact| {
+            HashMap::from([
+                (SEGMENT_KEY.to_string(), s(&key)),
+                (PK.to_string(), s(contact_pk(contact))),
+                (SK.to_string(), s(format!("{TAG_PREFIX}{tag}"))),
+            ])
+        });
+        let page = self
+            .query_page(Some(SEGMENT_INDEX), SEGMENT_KEY, key, start, limit)
+            .await?;
+        let contacts = page
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| text(item, PK).ok().and_then(contact_from_pk))
+            .collect();
+        Ok((contacts, page.last_evaluated_key.is_some()))
     }
 }
 
