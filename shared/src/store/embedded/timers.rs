@@ -1,5 +1,6 @@
-//! The question timers: each persisted in the `timers` table and mirrored in the in-memory
-//! [`TimerQueue`](crate::store::TimerQueue) that the local timer loop reads.
+//! Timers (a question's timeout, a wait step's end): each persisted in the `timers` table
+//! and mirrored in the in-memory [`TimerQueue`](crate::store::TimerQueue) that the local
+//! timer loop reads.
 
 use redb::ReadableTable;
 
