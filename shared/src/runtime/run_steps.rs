@@ -77,6 +77,14 @@ impl Runtime {
                 // doorbell is a retried stream record comes back if that executor died.
                 return Err(RuntimeError::Busy);
             }
+            if record.outbox.is_empty() && record.lease.is_none() {
+                // An event that decided nothing to perform (a message after the consent,
+                // say): the commit above is final, and another one would only cost a write.
+                return Ok(StepsRun {
+                    events_applied: consumed.len(),
+                    effects_performed: 0,
+                });
+            }
             let effects_performed = self.perform_outbox(contact, record, base, &catalog).await?;
             return Ok(StepsRun {
                 events_applied: consumed.len(),
