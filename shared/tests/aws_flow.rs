@@ -24,7 +24,9 @@ use assent::ports::AdminStore;
 use assent::ports::{Clock, LedgerStore, StateStore};
 use assent::runtime::Runtime;
 use assent::store::DynamoStore;
-use assent::store::dynamodb::{CONTACT_PREFIX, LEDGER_PREFIX, Parking, STREAM_FILTER_PATTERN};
+use assent::store::dynamodb::{
+    CONTACT_PREFIX, LEDGER_PREFIX, Parking, RETAINED_MAX, STREAM_FILTER_PATTERN,
+};
 use assent::timers::Disabled;
 use assent::timers::scheduler::TimeoutInput;
 use support::aws;
@@ -189,11 +191,18 @@ impl Stack {
         let n = self
             .messages
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.post_message(ingress, wa_id, &format!("wamid.aws.{n}"), message)
+            .await
+    }
+
+    /// POSTs a signed WhatsApp body carrying the message `id`, as the event `ingress`
+    /// delivers: the same id twice is a provider's retry.
+    async fn post_message(&self, ingress: Ingress, wa_id: &str, id: &str, message: Value) -> u16 {
         let body = sandbox::meta_json(&sandbox::message_webhook(
             support::PHONE_NUMBER_ID,
             wa_id,
             "Zoë",
-            &format!("wamid.aws.{n}"),
+            id,
             1_796_160_000,
             message,
         ));
@@ -1404,4 +1413,94 @@ async fn a_person_consents_in_a_real_browser_on_the_aws_path() {
     let polls = polls.load(std::sync::atomic::Ordering::SeqCst);
     let bound = 2 * (started.elapsed().as_secs() as usize / 2 + 2);
     assert!(polls <= bound, "{polls} polls in {:?}", started.elapsed());
+}
+
+/// A contact who keeps writing after the consent: a message that decides nothing is
+/// committed once, messages cost no more as they add up (processed inbox items are
+/// retired instead of being read and listed by every later message), and a provider's
+/// late retry of a retired STOP does not withdraw the consent given since.
+#[tokio::test]
+async fn a_chatty_contact_pays_the_same_per_message_and_old_retries_stay_duplicates() {
+    let stack = Stack::new().await;
+    let a = "4915100000031";
+    let consented = |record: &assent::ports::ContactRecord| {
+        record.state.profile.tags.contains("Consent: Privacy")
+    };
+    stack.post(a, sandbox::text("Hello")).await;
+    stack.pump().await;
+    stack.post(a, agree()).await;
+    stack.pump().await;
+    let stop = "wamid.chatty.stop";
+    assert_eq!(
+        stack
+            .post_message(Ingress::HttpApi, a, stop, sandbox::text("STOP"))
+            .await,
+        200
+    );
+    stack.pump().await;
+    assert!(!consented(&stack.record(a).await), "STOP withdrew");
+    stack.post(a, sandbox::text("Hello again")).await;
+    stack.pump().await;
+    stack.post(a, agree()).await;
+    stack.pump().await;
+    assert!(consented(&stack.record(a).await), "consented again");
+    let sends = stack.sent_to(a).len();
+
+    let mut costs = Vec::new();
+    for i in 1..=40 {
+        let before = stack.meter.snapshot();
+        let text = format!("Question {i} about my order, with a few more words in it");
+        // As long as WhatsApp's own ids, which the record's list of processed keys holds.
+        let id = format!("wamid.HBgNNDkxNTEwMDAwMDAzMRUCABIYIDNBQjBDNkU2RjlBQjJEN0QzMjA2{i:04}");
+        assert_eq!(
+            stack
+                .post_message(Ingress::HttpApi, a, &id, sandbox::text(&text))
+                .await,
+            200
+        );
+        stack.pump().await;
+        costs.push(meter::totals(&before, &stack.meter.snapshot()));
+    }
+    let writes: Vec<f64> = costs.iter().map(|t| t.write_units).collect();
+    let reads: Vec<f64> = costs.iter().map(|t| t.read_units).collect();
+    println!("chatty contact, 40 messages: write units {writes:?}, read units {reads:?}");
+    let mean = |units: &[f64]| units.iter().sum::<f64>() / units.len() as f64;
+    // Each message: its inbox item and one commit; every ninth also retires the items
+    // held (a digest item and a delete each), which is the highest a message costs.
+    assert_eq!(writes[0], 2.0, "its inbox item and one commit");
+    let retirement = 3.0 + RETAINED_MAX as f64 + 1.0;
+    assert!(writes.iter().all(|&w| w <= retirement), "{writes:?}");
+    assert!(
+        mean(&writes[20..]) <= mean(&writes[..20]) + 0.5,
+        "write units grow with the messages: {writes:?}"
+    );
+    assert!(
+        reads.iter().all(|&r| r <= reads[0] + 1.0),
+        "read units grow with the messages: {reads:?}"
+    );
+
+    // Meta retries the STOP it delivered a week ago: its item was retired, so the
+    // webhook stores it again, and the step must see it as the duplicate it is.
+    assert_eq!(
+        stack
+            .post_message(Ingress::HttpApi, a, stop, sandbox::text("STOP"))
+            .await,
+        200
+    );
+    stack.pump().await;
+    assert!(
+        consented(&stack.record(a).await),
+        "the old STOP was not applied again"
+    );
+    assert_eq!(
+        stack.sent_to(a).len(),
+        sends,
+        "nothing was sent for any of it"
+    );
+    let loaded = stack
+        .store
+        .load(&ContactId::new("whatsapp", a))
+        .await
+        .unwrap();
+    assert!(loaded.inbox.is_empty(), "nothing is left pending");
 }

@@ -5,6 +5,7 @@
 //! |---|---|---|---|
 //! | record | `c#{contact}` | `state` | `version`, `record` (deflated JSON), `done` (string set of processed inbox sks) |
 //! | inbox item | `c#{contact}` | `in#{dedup key}` | `item` (JSON), `at` (ms), `expires` (TTL) |
+//! | retired inbox keys | `c#{contact}` | `dedup#{ms:013}#{salt}` | `keys` (digests of processed items deleted, `retired.rs`), `expires` (TTL) |
 //! | segment entry | `c#{contact}` | `tag#{tag}` | `seg` = the tag and a shard (the sparse GSI's key; `segments.rs`) |
 //! | ledger record | `c#{contact}` | `ledger#{seq:010}` | `record` (JSON), `at` (ms); never expires |
 //! | parked record | `c#{contact}` | `parked#{stream seq}` | `error`, `at` |
@@ -21,13 +22,15 @@
 //! Writes are single-item: an inbox put conditional on the key being new (deduplication),
 //! and a record put conditional on its version (optimistic locking) that also marks the
 //! consumed inbox items processed. Inbox items stay until their TTL, so a provider retry
-//! within the window still meets its key.
+//! within the window still meets its key, unless a contact keeps writing: past a few
+//! processed items, a commit retires them to digests (`retired.rs`).
 
 mod admin;
 mod ledger;
 pub mod mailbox;
 mod parking;
 mod record;
+pub mod retired;
 mod segments;
 mod session_limit;
 mod state;
@@ -45,6 +48,7 @@ use crate::contact::ContactId;
 use crate::ports::StoreError;
 
 pub use parking::Parking;
+pub use retired::RETAINED_MAX;
 pub use session_limit::{SharedSessionLimit, TakeError};
 
 pub const PK: &str = "pk";

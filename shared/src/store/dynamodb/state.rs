@@ -10,6 +10,7 @@ use crate::ports::{
 };
 
 use super::record::{deflated, inflated};
+use super::retired::{DIGEST_PREFIX, RETAINED_MAX, digest, digests_in};
 use super::{
     DynamoStore, INBOX_PREFIX, INBOX_TTL_SECONDS, PK, SK, STATE_SK, TAG_PREFIX, TTL_ATTRIBUTE,
     contact_pk, is_condition_failure, json, n, number, s, text, to_json, unavailable,
@@ -47,6 +48,7 @@ impl StateStore for DynamoStore {
         let mut record = None;
         let mut base = Base::default();
         let mut done: BTreeSet<String> = BTreeSet::new();
+        let mut retired: BTreeSet<&String> = BTreeSet::new();
         let mut inbox: Vec<(i64, InboxId, InboxItem)> = Vec::new();
         for item in &items {
             let sk = text(item, SK)?;
@@ -61,13 +63,16 @@ impl StateStore for DynamoStore {
             } else if sk.starts_with(INBOX_PREFIX) {
                 let entry: InboxItem = json(text(item, "item")?)?;
                 inbox.push((number(item, "at")?, InboxId(sk.to_string()), entry));
+            } else if sk.starts_with(DIGEST_PREFIX) {
+                retired.extend(digests_in(item));
             }
         }
         inbox.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        // Keep only the processed keys whose items still exist: the rest expired.
-        let (processed, pending): (Vec<_>, Vec<_>) = inbox
-            .into_iter()
-            .partition(|(_, id, _)| done.contains(&id.0));
+        // Keep only the processed keys whose items still exist: the rest expired. An item
+        // known by a digest was processed and retired, and is a provider's retry.
+        let (processed, pending): (Vec<_>, Vec<_>) = inbox.into_iter().partition(|(_, id, _)| {
+            done.contains(&id.0) || (!retired.is_empty() && retired.contains(&digest(&id.0)))
+        });
         base.processed = processed.into_iter().map(|(_, id, _)| id).collect();
         let inbox = pending
             .into_iter()
@@ -94,7 +99,17 @@ impl StateStore for DynamoStore {
         for gone in base.indexed_tags.difference(wanted) {
             self.delete_segment_entry(&pk, gone).await?;
         }
-        let processed: Vec<InboxId> = base.processed.iter().chain(consumed).cloned().collect();
+        // Only items a committed record marked processed are retired (`retired.rs`).
+        let retiring = base.processed.len() > RETAINED_MAX;
+        if retiring {
+            self.put_digests(&pk, &base.processed).await?;
+        }
+        let kept = if retiring {
+            &[][..]
+        } else {
+            &base.processed[..]
+        };
+        let processed: Vec<InboxId> = kept.iter().chain(consumed).cloned().collect();
         let mut put = self
             .client
             .put_item()
@@ -123,6 +138,9 @@ impl StateStore for DynamoStore {
         }
         for added in wanted.difference(&base.indexed_tags) {
             self.put_segment_entry(contact, added).await?;
+        }
+        if retiring {
+            self.delete_retired(&pk, &base.processed).await;
         }
         Ok(Base {
             version: base.version + 1,
