@@ -126,7 +126,9 @@ pub mod aws {
     }
 
     /// A client whose answers are lost or throttled now and then (`faults`), retried by
-    /// the SDK with short pauses so that a test stays quick.
+    /// the SDK with short pauses so that a test stays quick. Its retry budget is its own
+    /// (the SDK shares one per partition across every client of the process), so what
+    /// other tests running at the same time retry does not change how its calls fare.
     pub fn faulty_dynamodb(
         sdk: &SdkConfig,
         meter: &Meter,
@@ -140,6 +142,9 @@ pub mod aws {
             .interceptor(meter.clone())
             .interceptor(faults.clone())
             .retry_config(retry)
+            .retry_partition(aws_smithy_runtime::client::retries::RetryPartition::new(
+                format!("dynamodb-faults-{:p}", Arc::as_ptr(&faults.calls)),
+            ))
             .build();
         aws_sdk_dynamodb::Client::from_conf(config)
     }
