@@ -23,6 +23,12 @@ use crate::workflow::{PublishedWorkflow, Workflow};
 /// The store file inside the data directory.
 pub const STORE_FILE: &str = "assent.redb";
 
+/// How often the runner prunes expired dedup keys, and how many it reads each time:
+/// a full round over 14 million keys a day, a few milliseconds of the writer's time a
+/// minute.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_BUDGET: usize = 10_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     #[error("data directory {0}: {1}")]
@@ -172,6 +178,7 @@ impl LocalApp {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), LocalError> {
         let timer_loop = tokio::spawn(self.clone().run_timers());
+        let pruning = tokio::spawn(self.clone().prune_dedup_keys());
         let router = self.router();
         // The peer address lets the web chat limit new sessions per address.
         let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -179,8 +186,25 @@ impl LocalApp {
             .with_graceful_shutdown(shutdown)
             .await;
         timer_loop.abort();
+        pruning.abort();
         self.drain().await;
         served.map_err(LocalError::Listen)
+    }
+
+    /// Forgets expired dedup keys a slice at a time, for as long as the runner runs.
+    async fn prune_dedup_keys(self) {
+        loop {
+            tokio::time::sleep(PRUNE_EVERY).await;
+            match self
+                .store
+                .prune_dedup_keys(self.clock.now(), PRUNE_BUDGET)
+                .await
+            {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "expired dedup keys pruned"),
+                Err(e) => tracing::warn!(error = %e, "dedup keys not pruned, will retry"),
+            }
+        }
     }
 
     /// Fires timers as they come due, on the wall clock.

@@ -3,6 +3,7 @@
 //! ([`GroupCommit`]), so one fsync serves many.
 
 mod admin;
+mod dedup_keys;
 mod inbox;
 mod ledger;
 mod state;
@@ -31,6 +32,7 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: Arc<GroupCommit>,
     timers: Arc<TimerQueue>,
+    prune_cursor: dedup_keys::PruneCursor,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -81,6 +83,7 @@ impl EmbeddedStore {
             db,
             writer,
             timers: Arc::default(),
+            prune_cursor: Default::default(),
         };
         store.timers = Arc::new(TimerQueue::new(store.stored_timers()?));
         Ok(store)
