@@ -23,9 +23,9 @@ use crate::workflow::{PublishedWorkflow, Workflow};
 /// The store file inside the data directory.
 pub const STORE_FILE: &str = "assent.redb";
 
-/// How often the runner prunes expired dedup keys, and how many it reads each time:
-/// a full round over 14 million keys a day, a few milliseconds of the writer's time a
-/// minute.
+/// How often the runner prunes expired dedup keys, and how many it reads each time: a
+/// round over 14 million keys a day, in passes that each take one turn of the store's
+/// writer, like any other write.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_BUDGET: usize = 10_000;
 
