@@ -28,5 +28,6 @@ pub(super) const ACTIVE_KEY: &str = "active_workflow";
 /// counters: "inbox_seq"
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// Meta retries an undelivered webhook for up to 7 days.
-pub(super) const DEDUP_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Meta retries an undelivered webhook for up to 7 days; a day more, as the DynamoDB
+/// store's TTL keeps them, so that pruning never races a retry at the window's end.
+pub(super) const DEDUP_RETENTION_MS: i64 = 8 * 24 * 3600 * 1000;
