@@ -30,7 +30,7 @@ mod ledger;
 pub mod mailbox;
 mod parking;
 mod record;
-pub mod retired;
+mod retired;
 mod segments;
 mod session_limit;
 mod state;
