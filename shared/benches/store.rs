@@ -72,12 +72,17 @@ async fn event(store: &EmbeddedStore, n: u64) {
     }
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// Two workers, as on the machine the figures come from.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
     let mut places = vec![(
         "disk",
         tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
@@ -114,11 +119,7 @@ const PRUNE_BUDGET: usize = 10_000;
 const KEYS_HELD: u64 = 50_000;
 
 fn prune_bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let store = EmbeddedStore::open(&dir.path().join("prune.redb"), Timestamp(1)).unwrap();
     for first in (0..KEYS_HELD).step_by(CONCURRENT as usize) {
