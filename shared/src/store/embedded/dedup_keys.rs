@@ -17,6 +17,18 @@ use crate::ports::StoreError;
 use super::EmbeddedStore;
 use super::tables::{DEDUP_RETENTION_MS, INBOX_KEYS};
 
+/// Whether a key received at `received_at` (ms) is past the retention window at `now`.
+fn is_expired(received_at: i64, now: Timestamp) -> bool {
+    received_at < now.millis() - DEDUP_RETENTION_MS
+}
+
+/// Removes every expired key, in one go: when the store opens, before anything else runs.
+pub(super) fn prune_all(txn: &redb::WriteTransaction, now: Timestamp) -> Result<(), StoreError> {
+    txn.open_table(INBOX_KEYS)?
+        .retain(|_, received_at| !is_expired(received_at, now))?;
+    Ok(())
+}
+
 /// Where the next pass starts: the first key it has not read yet, as (contact, key).
 #[derive(Clone, Default)]
 pub(super) struct PruneCursor(Arc<Mutex<Option<(String, String)>>>);
@@ -31,7 +43,6 @@ impl EmbeddedStore {
         budget: usize,
     ) -> Result<usize, StoreError> {
         let cursor = self.prune_cursor.clone();
-        let cutoff = now.millis() - DEDUP_RETENTION_MS;
         self.write(move |txn| {
             let mut keys = txn.open_table(INBOX_KEYS)?;
             let start = cursor.0.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -48,7 +59,7 @@ impl EmbeddedStore {
                     next = Some((contact.to_string(), key.to_string()));
                     break;
                 }
-                if received_at.value() < cutoff {
+                if is_expired(received_at.value(), now) {
                     expired.push((contact.to_string(), key.to_string()));
                 }
             }

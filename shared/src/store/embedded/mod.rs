@@ -23,8 +23,7 @@ use super::group_commit::GroupCommit;
 use super::timer_queue::TimerQueue;
 use stored_record::StoredRecord;
 use tables::{
-    CONTACTS, DEDUP_RETENTION_MS, DRAFTS, INBOX, INBOX_KEYS, LEDGER, META, PENDING, SEGMENTS,
-    SETTINGS, TIMERS, WORKFLOWS,
+    CONTACTS, DRAFTS, INBOX, LEDGER, META, PENDING, SEGMENTS, SETTINGS, TIMERS, WORKFLOWS,
 };
 
 #[derive(Clone)]
@@ -73,9 +72,7 @@ impl EmbeddedStore {
             txn.open_table(DRAFTS)?;
             txn.open_table(SETTINGS)?;
             txn.open_table(META)?;
-            let mut keys = txn.open_table(INBOX_KEYS)?;
-            let cutoff = now.millis() - DEDUP_RETENTION_MS;
-            keys.retain(|_, received_at| received_at >= cutoff)?;
+            dedup_keys::prune_all(txn, now)?;
             release_leases(txn)
         })?;
         let writer = Arc::new(GroupCommit::start(db.clone()).map_err(unavailable)?);
