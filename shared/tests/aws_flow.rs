@@ -198,14 +198,21 @@ impl Stack {
     /// POSTs a signed WhatsApp body carrying the message `id`, as the event `ingress`
     /// delivers: the same id twice is a provider's retry.
     async fn post_message(&self, ingress: Ingress, wa_id: &str, id: &str, message: Value) -> u16 {
-        let body = sandbox::meta_json(&sandbox::message_webhook(
+        let body = sandbox::message_webhook(
             support::PHONE_NUMBER_ID,
             wa_id,
             "Zoë",
             id,
             1_796_160_000,
             message,
-        ));
+        );
+        self.post_body(ingress, &body).await.0
+    }
+
+    /// POSTs a signed WhatsApp `body` as the event `ingress` delivers; returns the status
+    /// and the answer's JSON.
+    async fn post_body(&self, ingress: Ingress, body: &Value) -> (u16, Value) {
+        let body = sandbox::meta_json(body);
         let headers = json!({"content-type": "application/json", "x-hub-signature-256": sign(support::SECRET, body.as_bytes())});
         let event = match ingress {
             Ingress::HttpApi => aws::http_api_event(&body),
@@ -223,7 +230,14 @@ impl Stack {
         let request =
             lambda_http::request::from_str(&event.to_string()).expect("an HTTP (v2) event");
         let response = self.webhook.clone().oneshot(request).await.unwrap();
-        response.status().as_u16()
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// Delivers every new stream record to the step handler, as the event source mapping
@@ -1501,4 +1515,56 @@ async fn a_chatty_contact_pays_the_same_per_message_and_old_retries_stay_duplica
         .await
         .unwrap();
     assert!(loaded.inbox.is_empty(), "nothing is left pending");
+}
+
+/// A message no key can hold (an id longer than a DynamoDB sort key may be, as no provider
+/// sends) is skipped, and an oversized text is cut down: the other messages of the same
+/// body are stored and answered, instead of the whole body failing and being retried until
+/// the provider gives up on it.
+#[tokio::test]
+async fn an_unusable_message_is_skipped_and_the_rest_of_its_body_is_kept() {
+    let stack = Stack::new().await;
+    let (a, b, c, d) = (
+        "4915100000041",
+        "4915100000042",
+        "4915100000043",
+        "4915100000044",
+    );
+    let mut body = sandbox::message_webhook(
+        support::PHONE_NUMBER_ID,
+        a,
+        "A",
+        "wamid.body.a",
+        1_796_160_000,
+        sandbox::text("Hello"),
+    );
+    let message = |from: &str, id: &str, text: &str| json!({"from": from, "id": id, "timestamp": "1796160000", "type": "text", "text": {"body": text}});
+    let messages = body["entry"][0]["changes"][0]["value"]["messages"]
+        .as_array_mut()
+        .unwrap();
+    messages.push(message(b, &"x".repeat(2_000), "Hello"));
+    messages.push(message(c, "wamid.body.c", &"a".repeat(500_000)));
+    messages.push(message(d, "wamid.body.d", "Hello"));
+    let (status, answer) = stack.post_body(Ingress::HttpApi, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["skipped"].as_u64()),
+        (Some(3), Some(1))
+    );
+    stack.pump().await;
+    for contact in [a, c, d] {
+        assert_eq!(
+            stack.sent_to(contact).len(),
+            2,
+            "{contact}: link and question"
+        );
+    }
+    assert!(stack.sent_to(b).is_empty());
+    // The provider's retry of the same body changes nothing.
+    let (status, answer) = stack.post_body(Ingress::HttpApi, &body).await;
+    assert_eq!(
+        (status, answer["duplicates"].as_u64()),
+        (200, Some(3)),
+        "{answer}"
+    );
 }

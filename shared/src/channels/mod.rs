@@ -2,6 +2,7 @@
 //! events) and outbound (render within the channel's limits, send). Adding a channel adds
 //! a module here and touches nothing in the engine.
 
+pub mod limits;
 pub mod messenger;
 pub mod meta_webhook;
 pub mod provider_http;

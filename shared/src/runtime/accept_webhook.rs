@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::channels::{Channel, InboundError};
+use crate::channels::{Channel, InboundError, limits};
 use crate::contact::ContactId;
 use crate::ports::{Appended, InboxItem};
 
@@ -64,7 +64,7 @@ impl Runtime {
             return rejection(e);
         }
         let parsed = match channel.parse(&request.headers, &request.body) {
-            Ok(parsed) => parsed,
+            Ok(parsed) => limits::fit(parsed),
             Err(e) => {
                 tracing::warn!(channel = channel.name(), reason = %e, "webhook rejected");
                 return rejection(e);

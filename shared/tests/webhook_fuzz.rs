@@ -1,0 +1,368 @@
+//! Webhook bodies no provider would send: each channel's parser, fed bodies that start as
+//! real ones and are then mangled (values swapped for others of any type, fields dropped,
+//! bytes cut, flipped or inserted), answers with messages or a malformed-body error. It
+//! never panics, never says "unauthorized" for a body it was given to read, never repeats
+//! the body's text in its error (which is logged), and what it accepts fits the store.
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use assent::channels::limits::{self, MESSAGE_ID_MAX_BYTES, TEXT_MAX_BYTES, USER_ID_MAX_BYTES};
+use assent::channels::messenger::{Messenger, MessengerConfig, sandbox as fb};
+use assent::channels::meta_webhook::MetaApp;
+use assent::channels::telegram::{Telegram, TelegramConfig, sandbox as tg};
+use assent::channels::twilio::{Twilio, TwilioConfig, sandbox as tw};
+use assent::channels::web::{SessionKey, WebChat};
+use assent::channels::whatsapp::{WhatsApp, WhatsAppConfig, sandbox as wa};
+use assent::channels::{Channel, InboundError};
+use assent::engine::Content;
+
+/// Every string the mangling puts into a body starts with this, so that an error that
+/// repeats a value from the body is caught.
+const MARK: &str = "Σmark";
+
+/// A real body of each kind each channel sends, as JSON (Twilio's form as an object).
+fn samples() -> Vec<(usize, Value)> {
+    vec![
+        (
+            WHATSAPP,
+            wa::message_webhook(
+                "1065",
+                "4915100000001",
+                "Zoë",
+                "wamid.1",
+                1_750_000_000,
+                wa::text("Hello"),
+            ),
+        ),
+        (
+            WHATSAPP,
+            wa::message_webhook(
+                "1065",
+                "4915100000001",
+                "Zoë",
+                "wamid.2",
+                1_750_000_000,
+                wa::button_reply("agree", "AGREE & PROCEED"),
+            ),
+        ),
+        (
+            WHATSAPP,
+            wa::status_webhook("1065", "4915100000001", "wamid.3", "failed"),
+        ),
+        (
+            MESSENGER,
+            fb::batch(
+                "page",
+                vec![
+                    fb::text("2400", "m_1", "Hello"),
+                    fb::quick_reply("2400", "m_2", "agree", "AGREE & PROCEED"),
+                    fb::echo("2400", "m_3"),
+                ],
+            ),
+        ),
+        (TELEGRAM, tg::text_update(1, 4242, "Hello")),
+        (TELEGRAM, tg::callback_update(2, 4242, "q1", "agree")),
+        (
+            TWILIO,
+            Value::Object(
+                tw::sms("+4915100000001", "SM1", "Hello")
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            ),
+        ),
+        (WEB, json!({"id": "c1", "text": "Hello"})),
+        (
+            WEB,
+            json!({"id": "c2", "choice": {"id": "agree", "label": "AGREE & PROCEED"}}),
+        ),
+        (WEB, json!({"id": "c3", "opened": true})),
+    ]
+}
+
+const WHATSAPP: usize = 0;
+const MESSENGER: usize = 1;
+const TELEGRAM: usize = 2;
+const TWILIO: usize = 3;
+const WEB: usize = 4;
+
+struct Parsers {
+    channels: Vec<Box<dyn Channel>>,
+    web_session: HeaderMap,
+}
+
+impl Parsers {
+    fn new() -> Parsers {
+        let app = MetaApp {
+            app_secret: Some("app-secret".into()),
+            verify_token: None,
+        };
+        let base = "http://127.0.0.1:9".to_string();
+        let key = SessionKey::new(&[7; 32]);
+        let (_, token) = key.issue().unwrap();
+        let mut web_session = HeaderMap::new();
+        web_session.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let channels: Vec<Box<dyn Channel>> = vec![
+            Box::new(
+                WhatsApp::new(WhatsAppConfig {
+                    app: app.clone(),
+                    access_token: "t".into(),
+                    api_base: base.clone(),
+                })
+                .unwrap(),
+            ),
+            Box::new(
+                Messenger::new(MessengerConfig {
+                    app,
+                    page_token: "t".into(),
+                    api_base: base.clone(),
+                })
+                .unwrap(),
+            ),
+            Box::new(
+                Telegram::new(TelegramConfig {
+                    secret_token: Some("s".into()),
+                    bot_token: "t".into(),
+                    api_base: base.clone(),
+                })
+                .unwrap(),
+            ),
+            Box::new(
+                Twilio::new(TwilioConfig {
+                    auth_token: Some("t".into()),
+                    public_url: None,
+                    account_sid: "AC1".into(),
+                    api_base: base,
+                })
+                .unwrap(),
+            ),
+            Box::new(WebChat::new(key, Vec::new())),
+        ];
+        Parsers {
+            channels,
+            web_session,
+        }
+    }
+
+    fn headers(&self, channel: usize) -> HeaderMap {
+        match channel {
+            WEB => self.web_session.clone(),
+            _ => HeaderMap::new(),
+        }
+    }
+}
+
+/// The bytes a provider would send for `body`.
+fn encode(channel: usize, body: &Value) -> Vec<u8> {
+    match (channel, body) {
+        (TWILIO, Value::Object(params)) => {
+            let pairs: Vec<(String, String)> = params
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), String::from),
+                    )
+                })
+                .collect();
+            tw::form_body(&pairs).into_bytes()
+        }
+        _ => body.to_string().into_bytes(),
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Mangle {
+    /// The `at`-th value in the body (in document order) becomes `with`.
+    Replace { at: usize, with: Value },
+    /// The `at`-th value leaves its object or array.
+    Remove { at: usize },
+    /// The encoded bytes end at `at`.
+    Cut { at: usize },
+    /// The byte at `at` is XORed with `with`.
+    Flip { at: usize, with: u8 },
+    /// `bytes` go in at `at`.
+    Insert { at: usize, bytes: Vec<u8> },
+}
+
+fn any_value() -> impl Strategy<Value = Value> {
+    let text = prop_oneof![
+        ".{0,12}".prop_map(|s| format!("{MARK}{s}")),
+        (0usize..3000).prop_map(|n| format!("{MARK}{}", "é".repeat(n))),
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        Just(json!("")),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        Just(json!(u64::MAX)),
+        (-1e300f64..1e300).prop_map(|f| json!(f)),
+        text.prop_map(Value::String),
+    ];
+    leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn mangle() -> impl Strategy<Value = Mangle> {
+    prop_oneof![
+        3 => (any::<usize>(), any_value()).prop_map(|(at, with)| Mangle::Replace { at, with }),
+        2 => any::<usize>().prop_map(|at| Mangle::Remove { at }),
+        1 => any::<usize>().prop_map(|at| Mangle::Cut { at }),
+        1 => (any::<usize>(), 1u8..=255).prop_map(|(at, with)| Mangle::Flip { at, with }),
+        1 => (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..8))
+            .prop_map(|(at, bytes)| Mangle::Insert { at, bytes }),
+    ]
+}
+
+/// JSON pointers to every value in `body`, the root first.
+fn pointers(body: &Value, at: String, out: &mut Vec<String>) {
+    out.push(at.clone());
+    match body {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let key = key.replace('~', "~0").replace('/', "~1");
+                pointers(value, format!("{at}/{key}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, value) in items.iter().enumerate() {
+                pointers(value, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn apply_to_json(body: &mut Value, mangle: &Mangle) {
+    let mut all = Vec::new();
+    pointers(body, String::new(), &mut all);
+    match mangle {
+        Mangle::Replace { at, with } => {
+            if let Some(target) = body.pointer_mut(&all[at % all.len()]) {
+                *target = with.clone();
+            }
+        }
+        Mangle::Remove { at } => {
+            let pointer = &all[at % all.len()];
+            let Some((parent, last)) = pointer.rsplit_once('/') else {
+                *body = Value::Null;
+                return;
+            };
+            let last = last.replace("~1", "/").replace("~0", "~");
+            match body.pointer_mut(parent) {
+                Some(Value::Object(map)) => {
+                    map.remove(&last);
+                }
+                Some(Value::Array(items)) => {
+                    if let Ok(i) = last.parse::<usize>() {
+                        items.remove(i);
+                    }
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+fn apply_to_bytes(bytes: &mut Vec<u8>, mangle: &Mangle) {
+    match mangle {
+        Mangle::Cut { at } => bytes.truncate(at % (bytes.len() + 1)),
+        Mangle::Flip { at, with } if !bytes.is_empty() => {
+            let i = at % bytes.len();
+            bytes[i] ^= with;
+        }
+        Mangle::Insert { at, bytes: more } => {
+            let i = at % (bytes.len() + 1);
+            bytes.splice(i..i, more.iter().copied());
+        }
+        _ => {}
+    }
+}
+
+fn check(parsers: &Parsers, sample: usize, mangles: &[Mangle]) -> Result<(), TestCaseError> {
+    let (channel, mut body) = samples().swap_remove(sample);
+    for mangle in mangles {
+        apply_to_json(&mut body, mangle);
+    }
+    let mut bytes = encode(channel, &body);
+    for mangle in mangles {
+        apply_to_bytes(&mut bytes, mangle);
+    }
+    let parser = &parsers.channels[channel];
+    match parser.parse(&parsers.headers(channel), &bytes) {
+        Ok(parsed) => {
+            let parsed = limits::fit(parsed);
+            for message in &parsed.messages {
+                prop_assert_eq!(&message.from.channel, parser.name());
+                prop_assert!(!message.from.user_id.is_empty());
+                prop_assert!(message.from.user_id.len() <= USER_ID_MAX_BYTES);
+                prop_assert!(!message.message_id.is_empty());
+                prop_assert!(message.message_id.len() <= MESSAGE_ID_MAX_BYTES);
+                if let Content::Text { text } = &message.content {
+                    prop_assert!(text.len() <= TEXT_MAX_BYTES);
+                }
+            }
+            for failure in &parsed.failures {
+                prop_assert!(!failure.provider_message_id.is_empty());
+                prop_assert!(!failure.to.user_id.is_empty());
+            }
+        }
+        Err(InboundError::Malformed(reason)) => {
+            prop_assert!(
+                !reason.contains(MARK),
+                "the reason repeats the body: {}",
+                reason
+            );
+        }
+        Err(other) => prop_assert!(false, "{} answered {other:?}", parser.name()),
+    }
+    Ok(())
+}
+
+#[test]
+fn every_sample_is_read_as_a_provider_sends_it() {
+    let parsers = Parsers::new();
+    for (i, (channel, body)) in samples().into_iter().enumerate() {
+        let parser = &parsers.channels[channel];
+        let parsed = parser
+            .parse(&parsers.headers(channel), &encode(channel, &body))
+            .unwrap_or_else(|e| panic!("sample {i} ({}): {e}", parser.name()));
+        assert!(
+            !parsed.messages.is_empty() || !parsed.failures.is_empty(),
+            "sample {i} ({}) carries a message or a failure: {parsed:?}",
+            parser.name()
+        );
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("ASSENT_PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(5000)
+}
+
+#[test]
+fn mangled_bodies_get_messages_or_a_clear_error() {
+    let parsers = Parsers::new();
+    let config = ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let count = samples().len();
+    proptest!(config, |(sample in 0..count, mangles in proptest::collection::vec(mangle(), 1..5))| {
+        check(&parsers, sample, &mangles)?;
+    });
+}
