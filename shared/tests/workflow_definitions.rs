@@ -246,3 +246,18 @@ fn the_template_is_valid_and_refuses_bad_parameters() {
         Err(TemplateError::UnknownTemplate(_))
     ));
 }
+
+#[test]
+fn a_definition_too_large_to_store_is_refused_as_a_whole() {
+    let steps = |n: usize| {
+        let mut steps: Vec<Value> = (0..n)
+            .map(|i| json!({"id": format!("s{i}"), "type": "send_message", "text": "a".repeat(1000), "next": format!("s{}", i + 1)}))
+            .collect();
+        steps.push(json!({"id": format!("s{n}"), "type": "close_conversation"}));
+        doc(Value::Array(steps))
+    };
+    let p = problems(steps(300));
+    has(&p, None, "(document)", "bytes of JSON, over the 262144");
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(Workflow::from_value(steps(200)).is_ok());
+}

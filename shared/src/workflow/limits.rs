@@ -30,3 +30,6 @@ pub fn is_plain_id(id: &str) -> bool {
 }
 /// A definition holds at most this many steps.
 pub const STEPS_MAX: usize = 500;
+/// And at most this much JSON: a DynamoDB item holds 400 KB, and each published version
+/// and each draft is one item. 500 steps of 1,000-byte texts would be about 1 MB.
+pub const DEFINITION_MAX_BYTES: usize = 256 * 1024;

@@ -3,7 +3,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::Workflow;
-use super::limits::{STEP_ID_MAX_CHARS, STEPS_MAX, TEXT_MAX_BYTES, is_plain_id};
+use super::limits::{
+    DEFINITION_MAX_BYTES, STEP_ID_MAX_CHARS, STEPS_MAX, TEXT_MAX_BYTES, is_plain_id,
+};
 use super::problems::{Problems, Report};
 use super::steps::Successor;
 
@@ -57,6 +59,16 @@ fn check_document(workflow: &Workflow, report: &mut Report) {
         report.document("steps", format!("1 to {STEPS_MAX} steps"));
     } else if workflow.step(&workflow.start).is_none() {
         report.document("start", format!("unknown step `{}`", workflow.start));
+    }
+    let size = workflow.to_value().to_string().len();
+    if size > DEFINITION_MAX_BYTES {
+        report.document(
+            "(document)",
+            format!(
+                "{size} bytes of JSON, over the {DEFINITION_MAX_BYTES} a definition may take \
+                 (it is stored as one item): fewer or shorter steps"
+            ),
+        );
     }
 }
 
