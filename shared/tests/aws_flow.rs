@@ -135,14 +135,7 @@ impl Stack {
             .oneshot(request)
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        status_and_json(response).await
     }
 
     /// The channel answers 503 to the next three sends to `wa_id`: one step's tries.
@@ -230,14 +223,7 @@ impl Stack {
         let request =
             lambda_http::request::from_str(&event.to_string()).expect("an HTTP (v2) event");
         let response = self.webhook.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        status_and_json(response).await
     }
 
     /// Delivers every new stream record to the step handler, as the event source mapping
@@ -461,15 +447,11 @@ impl Stack {
         let request =
             lambda_http::request::from_str(&event.to_string()).expect("an HTTP (v2) event");
         let response = webhook.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
         let retry_after = response
             .headers()
             .get("retry-after")
             .map(|v| v.to_str().unwrap().to_string());
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (status, body) = status_and_json(response).await;
         (status, retry_after, body)
     }
 
@@ -488,6 +470,18 @@ impl Stack {
 }
 
 /// The event source mapping's filter (STREAM_FILTER_PATTERN), applied to a record.
+/// A response's status and its body as JSON (`null` if it is not JSON).
+async fn status_and_json(response: axum::response::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
 fn passes_filter(record: &Value) -> bool {
     let pattern: Value = serde_json::from_str(STREAM_FILTER_PATTERN).unwrap();
     let names = pattern["eventName"].as_array().unwrap();

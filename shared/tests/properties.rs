@@ -555,18 +555,11 @@ fn check(world: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
     })
 }
 
-fn cases() -> u32 {
-    std::env::var("ASSENT_PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(5000)
-}
-
 #[test]
 fn the_consent_invariants_hold_under_any_interleaving() {
     let world = World::new();
     let config = ProptestConfig {
-        cases: cases(),
+        cases: support::proptest_cases(),
         failure_persistence: None,
         ..ProptestConfig::default()
     };
@@ -594,7 +587,7 @@ fn the_consent_invariants_hold_under_any_interleaving() {
     );
     println!(
         "{} cases: {} decisions, {} crashes injected, {} cases with a repeated send, {} store calls failed",
-        cases(),
+        support::proptest_cases(),
         seen.len(),
         world.crashing.crashes.load(Ordering::SeqCst),
         world.repeats.load(Ordering::SeqCst),

@@ -4,6 +4,8 @@
 //! never panics, never says "unauthorized" for a body it was given to read, never repeats
 //! the body's text in its error (which is logged), and what it accepts fits the store.
 
+mod support;
+
 use axum::http::{HeaderMap, HeaderValue, header};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -346,18 +348,11 @@ fn every_sample_is_read_as_a_provider_sends_it() {
     }
 }
 
-fn cases() -> u32 {
-    std::env::var("ASSENT_PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(5000)
-}
-
 #[test]
 fn mangled_bodies_get_messages_or_a_clear_error() {
     let parsers = Parsers::new();
     let config = ProptestConfig {
-        cases: cases(),
+        cases: support::proptest_cases(),
         failure_persistence: None,
         ..ProptestConfig::default()
     };

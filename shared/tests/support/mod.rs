@@ -17,6 +17,14 @@ use assent::workflow::{Workflow, template};
 pub const SECRET: &str = "test-app-secret";
 pub const PHONE_NUMBER_ID: &str = "106540352242922";
 
+/// How many cases each property test runs: `ASSENT_PROPTEST_CASES`, or 5,000.
+pub fn proptest_cases() -> u32 {
+    std::env::var("ASSENT_PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(5000)
+}
+
 /// A name no other test (or earlier run against the same emulator) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
