@@ -478,4 +478,27 @@ async fn bench() {
         percentile(&floor_acks, 0.50),
         percentile(&floor_acks, 0.99)
     );
+    let flows_per_second = accepted as f64 / accepted_span.as_secs_f64();
+    println!(
+        "goals (docs/PERFORMANCE.md): {}",
+        goals(
+            flows_per_second,
+            percentile(&acks, 0.99),
+            (!lateness.is_empty()).then(|| percentile(&lateness, 0.99))
+        )
+    );
+}
+
+/// This round's local goals, each with the run's figure: met or not.
+fn goals(flows_per_second: f64, ack_p99: Duration, lateness_p99: Option<Duration>) -> String {
+    let verdict = |met: bool| if met { "met" } else { "missed" };
+    let lateness = match lateness_p99 {
+        Some(p99) => format!("{} ({p99:.1?})", verdict(p99 < Duration::from_millis(100))),
+        None => "not measured (no timeouts)".into(),
+    };
+    format!(
+        "complete flows/s >= 5,000 {} ({flows_per_second:.0}); webhook ack p99 < 5 ms {} ({ack_p99:.1?}); timeout lateness p99 < 100 ms {lateness}",
+        verdict(flows_per_second >= 5000.0),
+        verdict(ack_p99 < Duration::from_millis(5)),
+    )
 }
