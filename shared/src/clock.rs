@@ -45,7 +45,14 @@ impl Timestamp {
         let mut time = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
         let (y, m, d) = (date.next()??, date.next()??, date.next()??);
         let (hh, mm, ss) = (time.next()??, time.next()??, time.next()??);
-        if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 59 {
+        // Four-digit years, as RFC 3339 writes them: the arithmetic below cannot overflow.
+        let in_range = (0..=9999).contains(&y)
+            && (1..=12).contains(&m)
+            && (1..=31).contains(&d)
+            && (0..=23).contains(&hh)
+            && (0..=59).contains(&mm)
+            && (0..=59).contains(&ss);
+        if !in_range {
             return None;
         }
         Some(Timestamp::from_secs(
@@ -65,18 +72,21 @@ impl Timestamp {
         let (body, offset_minutes) = if let Some(body) = text.strip_suffix(['Z', 'z']) {
             (body, 0)
         } else {
+            // `+hh:mm`, the last six bytes: `None` for text whose sixth byte from the end
+            // is inside a character.
             let at = text.len().checked_sub(6)?;
-            let (body, offset) = text.split_at(at);
+            let (body, offset) = text.split_at_checked(at)?;
             let sign = match offset.as_bytes().first() {
                 Some(b'+') => 1,
                 Some(b'-') => -1,
                 _ => return None,
             };
             let (h, m) = offset[1..].split_once(':')?;
-            (
-                body,
-                sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?),
-            )
+            let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+            if !(0..=23).contains(&h) || !(0..=59).contains(&m) {
+                return None;
+            }
+            (body, sign * (h * 60 + m))
         };
         let (whole, fraction) = match body.split_once('.') {
             Some((whole, fraction)) => (whole, fraction),
@@ -194,5 +204,48 @@ mod tests {
             Some(Timestamp(1_796_160_605_000))
         );
         assert_eq!(Timestamp::parse_rfc3339("2026-12-01"), None);
+    }
+
+    #[test]
+    fn times_out_of_range_or_cut_inside_a_character_are_refused() {
+        for text in [
+            "x€12345",
+            "2026-12-01T00:00:00€:00",
+            "99999999999999999-01-01T00:00:00Z",
+            "10000-01-01T00:00:00Z",
+            "-1-01-01T00:00:00Z",
+            "2026-12-01T-1:00:00Z",
+            "2026-12-01T00:00:00+99999999999999999:00",
+            "2026-12-01T00:00:00+24:00",
+            "2026-12-01T00:00:00+01:60",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(text), None, "{text}");
+        }
+        assert_eq!(
+            Timestamp::parse_rfc3339("9999-12-31T23:59:59.999-23:59"),
+            Some(Timestamp(253_402_300_799_999 + 86_340_000))
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_any_text_never_panics(text in "\\PC{0,40}") {
+            let _ = Timestamp::parse_rfc3339(&text);
+            let _ = Timestamp::parse_utc_datetime(&text);
+        }
+
+        #[test]
+        fn near_misses_never_panic(
+            y in proptest::num::i64::ANY, m in -20i64..20, d in -40i64..40,
+            hh in -30i64..30, offset_h in proptest::num::i64::ANY, tail in "\\PC{0,3}",
+        ) {
+            let text = format!("{y}-{m}-{d}T{hh}:00:00+{offset_h}:00{tail}");
+            let _ = Timestamp::parse_rfc3339(&text);
+        }
+
+        #[test]
+        fn every_written_time_parses_back(ms in 0i64..253_402_300_800_000) {
+            proptest::prop_assert_eq!(Timestamp::parse_rfc3339(&Timestamp(ms).to_rfc3339()), Some(Timestamp(ms)));
+        }
     }
 }
