@@ -1,10 +1,14 @@
 //! Definitions: the format loads, and every problem names the step and field it is in.
 
+mod support;
+
+use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 use assent::workflow::template::{self, TemplateError};
-use assent::workflow::{Problem, Workflow};
+use assent::workflow::{Problem, Problems, Workflow};
+use support::mangle::{apply_to_bytes, apply_to_json, mangle};
 
 fn doc(steps: Value) -> Value {
     json!({"spec_version": 1, "id": "w", "name": "W", "trigger": {"type": "conversation_opened"}, "steps": steps})
@@ -260,4 +264,103 @@ fn a_definition_too_large_to_store_is_refused_as_a_whole() {
     has(&p, None, "(document)", "bytes of JSON, over the 262144");
     assert_eq!(p.len(), 1, "{p:#?}");
     assert!(Workflow::from_value(steps(200)).is_ok());
+}
+
+/// The names a problem may give the steps of a definition: each step's position (`#N`),
+/// and the ids that are plain and short enough to find.
+fn step_names(value: &Value) -> Vec<String> {
+    let steps = value["steps"].as_array().cloned().unwrap_or_default();
+    let ids = steps
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+        .map(String::from);
+    (1..=steps.len())
+        .map(|n| format!("#{n}"))
+        .chain(ids)
+        .collect()
+}
+
+/// The checks every answer to a definition must pass: a definition that loads saves and
+/// loads again as itself; one that does not gets at least one problem, each naming a
+/// field, and a step only as a reader can find it: by a usable id, or by position (`#N`).
+fn answers_plainly(value: &Value, result: Result<Workflow, Problems>) -> Result<(), TestCaseError> {
+    match result {
+        Ok(workflow) => {
+            let again = Workflow::from_value(workflow.to_value());
+            prop_assert_eq!(again.as_ref(), Ok(&workflow));
+        }
+        Err(Problems(problems)) => {
+            prop_assert!(!problems.is_empty());
+            let names = step_names(value);
+            for p in &problems {
+                prop_assert!(!p.field.is_empty() && !p.message.is_empty(), "{:?}", p);
+                if let Some(step) = &p.step {
+                    prop_assert!(names.contains(step), "{:?} not in {:?}", p, names);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The built-in template and the documented example, mangled at random: loading never
+/// panics, and what is wrong is said plainly.
+#[test]
+fn mangled_definitions_load_or_name_their_problems() {
+    let template = template::build(
+        template::REQUEST_CONSENT_PRIVACY,
+        &BTreeMap::from([(
+            "policy_url".to_string(),
+            "https://example.com/p".to_string(),
+        )]),
+    )
+    .unwrap()
+    .to_value();
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/examples/consent-with-reminder.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let originals = [template, example];
+    let config = ProptestConfig {
+        cases: support::proptest_cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(which in 0..2usize, mangles in proptest::collection::vec(mangle(), 1..5))| {
+        let mut value = originals[which].clone();
+        for m in &mangles {
+            apply_to_json(&mut value, m);
+        }
+        answers_plainly(&value, Workflow::from_value(value.clone()))?;
+        let mut bytes = value.to_string().into_bytes();
+        for m in &mangles {
+            apply_to_bytes(&mut bytes, m);
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let reread: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        answers_plainly(&reread, Workflow::from_json(&text))?;
+    });
+}
+
+#[test]
+fn a_step_without_a_usable_id_is_named_by_its_position() {
+    let p = problems(doc(json!([
+        {"id": "", "type": "send_message", "text": "", "next": "end"},
+        end()
+    ])));
+    has(&p, Some("#1"), "id", "1 to 64");
+    has(&p, Some("#1"), "text", "must not be empty");
+    let p = problems(doc(json!([end(), {"id": "has space", "type": "nope"}])));
+    has(&p, Some("#2"), "type", "unknown step type `nope`");
 }

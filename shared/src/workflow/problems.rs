@@ -1,6 +1,8 @@
 //! Everything wrong with a workflow definition, each problem naming its step and field.
 
 use serde::Serialize;
+
+use super::limits::{STEP_ID_MAX_CHARS, is_plain_id};
 use std::fmt;
 
 /// One problem in a definition. `step` is the step's id (or `#N`, its 1-based position,
@@ -18,6 +20,16 @@ impl fmt::Display for Problem {
             Some(step) => write!(f, "step `{step}`, field `{}`: {}", self.field, self.message),
             None => write!(f, "field `{}`: {}", self.field, self.message),
         }
+    }
+}
+
+/// How a problem names a step: by its id, or by `#N` (its 1-based position) when the id is
+/// not one a reader could find (empty, too long, or not plain).
+pub fn step_name(id: &str, index: usize) -> String {
+    if is_plain_id(id) && id.len() <= STEP_ID_MAX_CHARS {
+        id.to_string()
+    } else {
+        format!("#{}", index + 1)
     }
 }
 

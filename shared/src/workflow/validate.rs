@@ -6,7 +6,7 @@ use super::Workflow;
 use super::limits::{
     DEFINITION_MAX_BYTES, STEP_ID_MAX_CHARS, STEPS_MAX, TEXT_MAX_BYTES, is_plain_id,
 };
-use super::problems::{Problems, Report};
+use super::problems::{Problems, Report, step_name};
 use super::steps::Successor;
 
 pub fn check(workflow: &Workflow) -> Result<(), Problems> {
@@ -74,20 +74,21 @@ fn check_document(workflow: &Workflow, report: &mut Report) {
 
 fn check_steps(workflow: &Workflow, report: &mut Report) {
     let mut seen = HashSet::new();
-    for step in &workflow.steps {
+    for (index, step) in workflow.steps.iter().enumerate() {
+        let name = step_name(&step.id, index);
         if !is_plain_id(&step.id) || step.id.len() > STEP_ID_MAX_CHARS {
             report.step(
-                &step.id,
+                &name,
                 "id",
                 format!("1 to {STEP_ID_MAX_CHARS} of A-Z, a-z, 0-9, _ and -"),
             );
         } else if !seen.insert(step.id.as_str()) {
-            report.step(&step.id, "id", "duplicate step id");
+            report.step(&name, "id", "duplicate step id");
         }
-        step.kind.check(&step.id, report);
+        step.kind.check(&name, report);
         for (field, target) in step.kind.successors() {
             if workflow.step(target).is_none() {
-                report.step(&step.id, field, format!("unknown step `{target}`"));
+                report.step(&name, field, format!("unknown step `{target}`"));
             }
         }
     }

@@ -88,6 +88,8 @@ pub async fn runtime(
     runtime
 }
 
+pub mod mangle;
+
 #[cfg(feature = "aws")]
 pub mod aws {
     use assent::aws::meter::Meter;

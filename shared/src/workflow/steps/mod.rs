@@ -154,15 +154,16 @@ pub fn parse_all(values: Vec<Value>, report: &mut Report) -> Vec<Step> {
                 continue;
             }
         };
+        let name = problems::step_name(&id, index);
         let kind = match object.remove("type") {
             Some(Value::String(kind)) => kind,
             Some(_) => {
-                report.step(&id, "type", "must be a string");
+                report.step(&name, "type", "must be a string");
                 continue;
             }
             None => {
                 report.step(
-                    &id,
+                    &name,
                     "type",
                     format!("required (one of: {})", TYPES.join(", ")),
                 );
@@ -173,10 +174,10 @@ pub fn parse_all(values: Vec<Value>, report: &mut Report) -> Vec<Step> {
             Some(Ok(kind)) => steps.push(Step { id, kind }),
             Some(Err(e)) => {
                 let (field, message) = problems::from_serde(&e.path().to_string(), e.inner());
-                report.step(&id, field, message);
+                report.step(&name, field, message);
             }
             None => report.step(
-                &id,
+                &name,
                 "type",
                 format!("unknown step type `{kind}` (one of: {})", TYPES.join(", ")),
             ),
