@@ -3,6 +3,7 @@
 //! bytes cut, flipped or inserted), answers with messages or a malformed-body error. It
 //! never panics, never says "unauthorized" for a body it was given to read, never repeats
 //! the body's text in its error (which is logged), and what it accepts fits the store.
+//! And a body with a forged signature or token is refused as unauthorized, whatever it holds.
 
 mod support;
 
@@ -242,5 +243,63 @@ fn mangled_bodies_get_messages_or_a_clear_error() {
     let count = samples().len();
     proptest!(config, |(sample in 0..count, mangles in proptest::collection::vec(mangle(), 1..5))| {
         check(&parsers, sample, &mangles)?;
+    });
+}
+
+/// What a forger might put where a signature or token goes: any bytes, or the shape a real
+/// one has (Meta's `sha256=` and 64 hex digits, Twilio's base64 of 20 bytes, a session
+/// token's two parts).
+fn forged_credential() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..80),
+        "[0-9a-f]{64}".prop_map(|hex| format!("sha256={hex}").into_bytes()),
+        "[A-Za-z0-9+/]{27}=".prop_map(String::into_bytes),
+        "[0-9a-f]{32}\\.[0-9a-f]{64}".prop_map(|token| format!("Bearer {token}").into_bytes()),
+    ]
+}
+
+/// Bodies with credentials that were not made with the channel's secret: every channel
+/// answers "unauthorized" (401, nothing stored) before it reads anything, whatever the
+/// body holds.
+#[test]
+fn forged_credentials_are_refused_whatever_the_body() {
+    let parsers = Parsers::new();
+    let config = ProptestConfig {
+        cases: support::proptest_cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let count = samples().len();
+    proptest!(config, |(
+        sample in 0..count,
+        mangles in proptest::collection::vec(mangle(), 0..3),
+        credential in forged_credential(),
+    )| {
+        let (channel, mut body) = samples().swap_remove(sample);
+        for mangle in &mangles {
+            apply_to_json(&mut body, mangle);
+        }
+        let mut bytes = encode(channel, &body);
+        for mangle in &mangles {
+            apply_to_bytes(&mut bytes, mangle);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("chat.example"));
+        if let Ok(value) = HeaderValue::from_bytes(&credential) {
+            for name in [
+                "x-hub-signature-256",
+                "x-twilio-signature",
+                "x-telegram-bot-api-secret-token",
+                "authorization",
+            ] {
+                headers.insert(name, value.clone());
+            }
+        }
+        for parser in &parsers.channels {
+            match parser.authenticate(&headers, &bytes) {
+                Err(InboundError::Unauthorized(_)) => {}
+                other => prop_assert!(false, "{} answered {:?}", parser.name(), other),
+            }
+        }
     });
 }
