@@ -1562,3 +1562,35 @@ async fn an_unusable_message_is_skipped_and_the_rest_of_its_body_is_kept() {
         "{answer}"
     );
 }
+
+/// API Gateway and function URLs hand a body they take for binary to the function base64
+/// encoded (`isBase64Encoded`). The signature is over the bytes the provider sent, so the
+/// handler must check it over the decoded body: a body checked as base64 text would be
+/// refused with 401 for ever, and every message in it lost.
+#[tokio::test]
+async fn a_base64_encoded_body_is_checked_and_read_as_sent() {
+    use base64::Engine;
+    let stack = Stack::new().await;
+    let a = "4915100000051";
+    let body = sandbox::meta_json(&sandbox::message_webhook(
+        support::PHONE_NUMBER_ID,
+        a,
+        "A",
+        "wamid.base64.a",
+        1_796_160_000,
+        sandbox::text("Hello"),
+    ));
+    let mut event = aws::http_api_event(&body);
+    event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body.as_bytes()));
+    event["isBase64Encoded"] = json!(true);
+    let request = lambda_http::request::from_str(&event.to_string()).expect("an HTTP (v2) event");
+    let response = stack.webhook.clone().oneshot(request).await.unwrap();
+    let (status, answer) = status_and_json(response).await;
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    stack.pump().await;
+    assert_eq!(stack.sent_to(a).len(), 2, "link and question");
+}
