@@ -1,9 +1,9 @@
 //! Everything wrong with a workflow definition, each problem naming its step and field.
 
 use serde::Serialize;
+use std::fmt;
 
 use super::limits::{STEP_ID_MAX_CHARS, is_plain_id};
-use std::fmt;
 
 /// One problem in a definition. `step` is the step's id (or `#N`, its 1-based position,
 /// when it has no usable id); `None` for document-level fields.
