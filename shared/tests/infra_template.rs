@@ -300,7 +300,7 @@ async fn observed_actions() -> HashMap<&'static str, BTreeSet<String>> {
                 from: assent::contact::Address {
                     channel: "whatsapp".into(),
                     user_id: "4915100000009".into(),
-                    via: Some("P".into()),
+                    via: Some(support::PHONE_NUMBER_ID.into()),
                 },
                 message_id: id.into(),
                 name: None,

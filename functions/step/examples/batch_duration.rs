@@ -30,7 +30,7 @@ use assent::store::DynamoStore;
 use runtime_api::*;
 
 const BATCH_SIZES: [usize; 3] = [1, 5, 25];
-const PHONE_NUMBER_ID: &str = "PNID";
+const PHONE_NUMBER_ID: &str = "106540352242922";
 /// The Lambda memory the template gives the step function, for GB-seconds.
 const STEP_MEMORY_GB: f64 = 0.25;
 

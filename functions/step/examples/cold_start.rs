@@ -44,7 +44,7 @@ type Function = (
 fn functions(table: &str, secret: &str, run: usize) -> Vec<Function> {
     let wa_id = format!("49151{run:07}");
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages",
-        "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "PNID"},
+        "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "106540352242922"},
             "messages": [{"from": wa_id, "id": format!("wamid.cold.{run}"), "timestamp": "1796160000", "type": "text", "text": {"body": "hi"}}]}}]}]})
     .to_string();
     let signature = assent::channels::meta_webhook::sign(SECRET, body.as_bytes());

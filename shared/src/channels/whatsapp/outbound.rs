@@ -29,6 +29,13 @@ pub async fn send(
             reason: "no phone_number_id to answer from".into(),
         });
     };
+    // It goes into the URL's path, with the access token: anything but the number Meta
+    // sends could point the token at another Graph API endpoint.
+    if phone_number_id.is_empty() || !phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SendError::Permanent {
+            reason: "the phone_number_id to answer from is not a number".into(),
+        });
+    }
     let url = format!(
         "{}/{}/messages",
         config.api_base.trim_end_matches('/'),
@@ -173,6 +180,33 @@ mod tests {
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         base
+    }
+
+    #[tokio::test]
+    async fn a_phone_number_id_that_is_not_a_number_never_becomes_a_url() {
+        let config = WhatsAppConfig {
+            app: crate::channels::meta_webhook::MetaApp::default(),
+            access_token: "token".into(),
+            // Nothing listens there: a request would fail as unreachable, and be retried.
+            api_base: "http://127.0.0.1:9".into(),
+        };
+        let http = provider_http::client().unwrap();
+        let hello = OutboundMessage::Text {
+            text: "Hello".into(),
+        };
+        for via in ["../../me/accounts?x=", "", "1065 4035"] {
+            let to = Address {
+                channel: "whatsapp".into(),
+                user_id: "49151".into(),
+                via: Some(via.into()),
+            };
+            match send(&http, &config, &to, &hello).await {
+                Err(SendError::Permanent { reason }) => {
+                    assert!(reason.contains("not a number"), "{reason}")
+                }
+                other => panic!("{via:?}: expected a refusal, got {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]
