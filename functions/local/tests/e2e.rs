@@ -362,3 +362,84 @@ async fn the_server_runs_without_transparent_huge_pages() {
     };
     assert_eq!(thp.split_whitespace().nth(1), Some("0"), "{thp}");
 }
+
+#[path = "../../../shared/tests/support/mangle.rs"]
+#[allow(dead_code)]
+mod mangle;
+
+/// Bodies signed with the app secret, so past the signature check, with any text or
+/// button in them and then mangled: each gets 200 or 400 (never a 5xx, which Meta would
+/// retry for days), whatever was read reaches the engine and is run without a panic, and
+/// the server keeps serving.
+#[test]
+fn signed_but_odd_bodies_get_an_answer_and_stop_nothing() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (graph, server) = runtime.block_on(async {
+        let graph = graph().await;
+        let server = Server::signed(&graph, &[]).await;
+        (graph, server)
+    });
+    let text = || {
+        prop_oneof![
+            "\\PC{0,40}",
+            Just("AGREE & PROCEED".to_string()),
+            (0usize..6000).prop_map(|n| format!("{}{}", mangle::MARK, "é".repeat(n))),
+        ]
+    };
+    let message = prop_oneof![
+        text().prop_map(|t| sandbox::text(&t)),
+        (text(), text()).prop_map(|(id, title)| sandbox::button_reply(&id, &title)),
+    ];
+    // Few contacts, so that most messages answer a question (a contact's first message
+    // opens the conversation); the mangling is left out of some cases, so that every
+    // kind of odd content is read.
+    let strategy = (
+        0u32..10,
+        message,
+        proptest::collection::vec(mangle::mangle(), 0..3),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let n = std::sync::atomic::AtomicU32::new(0);
+    let outcome = runner.run(&strategy, |(contact, message, mangles)| {
+        let n = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut body = sandbox::message_webhook(
+            PNID,
+            &format!("49151000{contact:05}"),
+            "José Ñandú",
+            &format!("wamid.odd.{n}"),
+            1_750_000_000,
+            message,
+        );
+        for m in &mangles {
+            mangle::apply_to_json(&mut body, m);
+        }
+        let mut bytes = sandbox::meta_json(&body).into_bytes();
+        for m in &mangles {
+            mangle::apply_to_bytes(&mut bytes, m);
+        }
+        let signature = meta_signature(&bytes);
+        let (status, answer) = runtime.block_on(server.post_raw(bytes, Some(signature)));
+        prop_assert!(status == 200 || status == 400, "{}: {}", status, answer);
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+    // The steps run after the answers: give them a moment, then ask again.
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, _) =
+        runtime.block_on(server.admin(reqwest::Method::GET, "/admin/workflows", None));
+    assert_eq!(status, 200, "still serving");
+    assert!(!server.log().contains("panicked"), "a panic in the log");
+    assert!(
+        !graph.sent().is_empty(),
+        "the bodies that were read reached the engine"
+    );
+}
