@@ -558,11 +558,7 @@ fn check(world: &World, ops: Vec<Op>) -> Result<(), TestCaseError> {
 #[test]
 fn the_consent_invariants_hold_under_any_interleaving() {
     let world = World::new();
-    let config = ProptestConfig {
-        cases: support::proptest_cases(),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
+    let config = support::proptest_config();
     proptest!(config, |(ops in proptest::collection::vec(op(), 0..14))| {
         check(&world, ops)?;
     });

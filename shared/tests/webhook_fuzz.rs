@@ -176,7 +176,8 @@ fn encode(channel: usize, body: &Value) -> Vec<u8> {
     }
 }
 
-fn check(parsers: &Parsers, sample: usize, mangles: &[Mangle]) -> Result<(), TestCaseError> {
+/// Sample `sample`, mangled: its channel and the bytes to send.
+fn mangled(sample: usize, mangles: &[Mangle]) -> (usize, Vec<u8>) {
     let (channel, mut body) = samples().swap_remove(sample);
     for mangle in mangles {
         apply_to_json(&mut body, mangle);
@@ -185,6 +186,11 @@ fn check(parsers: &Parsers, sample: usize, mangles: &[Mangle]) -> Result<(), Tes
     for mangle in mangles {
         apply_to_bytes(&mut bytes, mangle);
     }
+    (channel, bytes)
+}
+
+fn check(parsers: &Parsers, sample: usize, mangles: &[Mangle]) -> Result<(), TestCaseError> {
+    let (channel, bytes) = mangled(sample, mangles);
     let parser = &parsers.channels[channel];
     match parser.parse(&parsers.headers(channel), &bytes) {
         Ok(parsed) => {
@@ -235,11 +241,7 @@ fn every_sample_is_read_as_a_provider_sends_it() {
 #[test]
 fn mangled_bodies_get_messages_or_a_clear_error() {
     let parsers = Parsers::new();
-    let config = ProptestConfig {
-        cases: support::proptest_cases(),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
+    let config = support::proptest_config();
     let count = samples().len();
     proptest!(config, |(sample in 0..count, mangles in proptest::collection::vec(mangle(), 1..5))| {
         check(&parsers, sample, &mangles)?;
@@ -264,25 +266,14 @@ fn forged_credential() -> impl Strategy<Value = Vec<u8>> {
 #[test]
 fn forged_credentials_are_refused_whatever_the_body() {
     let parsers = Parsers::new();
-    let config = ProptestConfig {
-        cases: support::proptest_cases(),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
+    let config = support::proptest_config();
     let count = samples().len();
     proptest!(config, |(
         sample in 0..count,
         mangles in proptest::collection::vec(mangle(), 0..3),
         credential in forged_credential(),
     )| {
-        let (channel, mut body) = samples().swap_remove(sample);
-        for mangle in &mangles {
-            apply_to_json(&mut body, mangle);
-        }
-        let mut bytes = encode(channel, &body);
-        for mangle in &mangles {
-            apply_to_bytes(&mut bytes, mangle);
-        }
+        let (_, bytes) = mangled(sample, &mangles);
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("chat.example"));
         if let Ok(value) = HeaderValue::from_bytes(&credential) {

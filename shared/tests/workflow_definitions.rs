@@ -332,11 +332,7 @@ fn mangled_definitions_load_or_name_their_problems() {
     )
     .unwrap();
     let originals = [template, example];
-    let config = ProptestConfig {
-        cases: support::proptest_cases(),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
+    let config = support::proptest_config();
     proptest!(config, |(which in 0..2usize, mangles in proptest::collection::vec(mangle(), 1..5))| {
         let mut value = originals[which].clone();
         for m in &mangles {

@@ -624,12 +624,7 @@ fn odd_admin_requests_get_an_answer_and_stop_nothing() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (_graph, server) = runtime.block_on(async {
-        let graph = graph().await;
-        let server = Server::signed(&graph, &[]).await;
-        (graph, server)
-    });
+    let (runtime, _graph, server) = blocking_server();
     let text = || "\\PC{0,24}";
     let keys = prop::sample::select(vec![
         "tag", "limit", "next", "format", "since", "workflow", "from", "to",

@@ -376,12 +376,7 @@ fn signed_but_odd_bodies_get_an_answer_and_stop_nothing() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (graph, server) = runtime.block_on(async {
-        let graph = graph().await;
-        let server = Server::signed(&graph, &[]).await;
-        (graph, server)
-    });
+    let (runtime, graph, server) = blocking_server();
     let text = || {
         prop_oneof![
             "\\PC{0,40}",

@@ -25,6 +25,16 @@ pub fn proptest_cases() -> u32 {
         .unwrap_or(5000)
 }
 
+/// The property tests' configuration: [`proptest_cases`] cases, and no files of failed
+/// cases written into the tree.
+pub fn proptest_config() -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: proptest_cases(),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
 /// A name no other test (or earlier run against the same emulator) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);

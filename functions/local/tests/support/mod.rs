@@ -295,6 +295,18 @@ pub async fn wait_for_to(graph: &GraphSandbox, wa_id: &str, count: usize) -> Vec
     graph.wait_for_to(wa_id, count, PATIENCE).await
 }
 
+/// A signed `assent-local` and its Graph API sandbox on a runtime of their own, for
+/// property tests, whose cases run one after another outside async code.
+pub fn blocking_server() -> (tokio::runtime::Runtime, GraphSandbox, Server) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (graph, server) = runtime.block_on(async {
+        let graph = graph().await;
+        let server = Server::signed(&graph, &[]).await;
+        (graph, server)
+    });
+    (runtime, graph, server)
+}
+
 pub async fn graph() -> GraphSandbox {
     GraphSandbox::graph("127.0.0.1:0".parse().unwrap())
         .await
