@@ -80,6 +80,7 @@ fn cut_report(report: &mut DeliveryReport) {
 /// Shortens `text` to at most `max` bytes, at a character boundary.
 fn cut(text: &mut String, max: usize) {
     if text.len() > max {
+        // `str::floor_char_boundary` is newer than this crate's minimum Rust version.
         let at = (0..=max)
             .rev()
             .find(|&i| text.is_char_boundary(i))

@@ -21,6 +21,12 @@ pub const TIMEOUT_MAX_SECONDS: u64 = 7 * 24 * 3600;
 /// A jump is followed at most this many times per run.
 pub const MAX_JUMPS_LIMIT: u32 = 100;
 
+/// The ids of workflows and steps, and the names of contact fields: plain, and at most
+/// [`STEP_ID_MAX_CHARS`] long.
+pub fn is_short_plain_id(id: &str) -> bool {
+    is_plain_id(id) && id.len() <= STEP_ID_MAX_CHARS
+}
+
 /// Ids are `[A-Za-z0-9_-]`, so they are safe in every channel payload and log line.
 pub fn is_plain_id(id: &str) -> bool {
     !id.is_empty()

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use std::fmt;
 
-use super::limits::{STEP_ID_MAX_CHARS, is_plain_id};
+use super::limits::is_short_plain_id;
 
 /// One problem in a definition. `step` is the step's id (or `#N`, its 1-based position,
 /// when it has no usable id); `None` for document-level fields.
@@ -26,7 +26,7 @@ impl fmt::Display for Problem {
 /// How a problem names a step: by its id, or by `#N` (its 1-based position) when the id is
 /// not one a reader could find (empty, too long, or not plain).
 pub fn step_name(id: &str, index: usize) -> String {
-    if is_plain_id(id) && id.len() <= STEP_ID_MAX_CHARS {
+    if is_short_plain_id(id) {
         id.to_string()
     } else {
         format!("#{}", index + 1)

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::Workflow;
 use super::limits::{
-    DEFINITION_MAX_BYTES, STEP_ID_MAX_CHARS, STEPS_MAX, TEXT_MAX_BYTES, is_plain_id,
+    DEFINITION_MAX_BYTES, STEP_ID_MAX_CHARS, STEPS_MAX, TEXT_MAX_BYTES, is_short_plain_id,
 };
 use super::problems::{Problems, Report, step_name};
 use super::steps::Successor;
@@ -22,7 +22,7 @@ pub fn check(workflow: &Workflow) -> Result<(), Problems> {
 }
 
 fn check_document(workflow: &Workflow, report: &mut Report) {
-    if !is_plain_id(&workflow.id) || workflow.id.len() > STEP_ID_MAX_CHARS {
+    if !is_short_plain_id(&workflow.id) {
         report.document(
             "id",
             format!("1 to {STEP_ID_MAX_CHARS} of A-Z, a-z, 0-9, _ and -"),
@@ -76,7 +76,7 @@ fn check_steps(workflow: &Workflow, report: &mut Report) {
     let mut seen = HashSet::new();
     for (index, step) in workflow.steps.iter().enumerate() {
         let name = step_name(&step.id, index);
-        if !is_plain_id(&step.id) || step.id.len() > STEP_ID_MAX_CHARS {
+        if !is_short_plain_id(&step.id) {
             report.step(
                 &name,
                 "id",

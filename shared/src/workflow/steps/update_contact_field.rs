@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 
 use super::go;
 use crate::engine::{Flow, StepContext};
-use crate::workflow::limits::{FIELD_VALUE_MAX_CHARS, STEP_ID_MAX_CHARS, is_plain_id};
+use crate::workflow::limits::{FIELD_VALUE_MAX_CHARS, STEP_ID_MAX_CHARS, is_short_plain_id};
 use crate::workflow::problems::Report;
 
 /// Sets a field on the contact's profile; `"value": null` clears it.
@@ -17,7 +17,7 @@ pub struct UpdateContactField {
 
 impl UpdateContactField {
     pub fn check(&self, step: &str, report: &mut Report) {
-        if !is_plain_id(&self.field) || self.field.len() > STEP_ID_MAX_CHARS {
+        if !is_short_plain_id(&self.field) {
             report.step(
                 step,
                 "field",
